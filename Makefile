@@ -1,0 +1,44 @@
+# jaxpapers: `make demo` and `make test` are all the set-up anyone needs.
+# Each target creates .venv and installs the package on first use (and again
+# whenever pyproject.toml changes).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PAPER  ?= fgcnn
+VARIANT ?= default
+WORKDIR ?= runs/$(PAPER)-$(VARIANT)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+## Run one paper's `default` variant end to end (PAPER=<slug> picks another).
+demo: $(VENV)/.installed-test
+	$(BIN)/python -m experiments.main \
+	  --config=experiments/configs/$(PAPER).py:$(VARIANT) --workdir=$(WORKDIR)
+
+## The fast test suite (what CI runs). Slow tests: `make test-slow`.
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+## Throughput benchmarks against installed peers; writes benchmarks/results/*.json.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Throughput benchmarks of jaxpapers against installed peers (``python -m benchmarks.run``)."""

@@ -1,0 +1,475 @@
+"""One flat, readable trainer for every gradient-trained experiment.
+
+A paper supplies a :class:`Task` — how to build its NNX model, its loss, what to
+compute per example at evaluation and how to summarise it, an optax optimizer
+and its grain datasets — and :func:`train_and_evaluate` does the rest:
+
+* **init under jit**: the model and optimizer are built once abstractly
+  (``nnx.eval_shape``) to learn their shapes and logical axis names, then for
+  real inside ``jax.jit`` with ``out_shardings`` from the rules table, so large
+  tables are created already sharded;
+* **step**: ``jax.jit`` over ``nnx.merge`` / ``nnx.split`` (no ``nnx.jit`` in the
+  hot loop), train state donated (``donate_argnums=0``), batches sharded over the
+  ``data`` axis;
+* **NaN/Inf guard**: every step returns a finiteness flag for its loss and
+  gradient norm; flags are read at each log/checkpoint boundary, a checkpoint is
+  only written after every step before it was checked finite, and a non-finite
+  step stops the run with :class:`NonFiniteError` naming the step and the last
+  good checkpoint (which is kept);
+* **progress and metrics**: a tqdm bar with examples/s, train means every
+  ``log_every`` steps and evaluations every ``eval_every`` steps to
+  ``metrics.jsonl``, TensorBoard and the console;
+* **resume**: orbax checkpoints of model, optimizer and input-iterator state;
+  the same call on the same workdir continues from the last checkpoint and ends
+  with the same final metrics as an uninterrupted run;
+* **interruption**: SIGINT/SIGTERM finish the current step, save a checkpoint and
+  raise :class:`TrainingInterrupted` (a second Ctrl-C aborts at once).
+
+Evaluation runs every example exactly once (padded batches with a ``mask``), in
+eval mode (``model.eval()``: BatchNorm running averages, no dropout), and brings
+the per-example outputs to the host, so metrics such as exact AUC need no
+approximation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxpapers.core import checkpoint as checkpoint_lib
+from jaxpapers.core import metrics as metrics_lib
+from jaxpapers.core import sharding as sharding_lib
+from jaxpapers.data import pipeline
+
+Batch = dict[str, Any]
+
+
+class NonFiniteError(RuntimeError):
+    """A training step produced a NaN/Inf loss or gradient."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, step: int, signame: str, checkpoint_dir: str):
+        super().__init__(
+            f"{signame} received: stopped after step {step} and saved a checkpoint in "
+            f"{checkpoint_dir}; run the same command again to resume"
+        )
+        self.step = step
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a gradient-trained experiment supplies to :func:`train_and_evaluate`.
+
+    Attributes:
+      init_model: builds the model from ``nnx.Rngs`` (called under ``jax.jit``).
+      loss_fn: ``(model, batch) -> (scalar loss, dict of scalar metrics)``; the
+        model is in train mode.
+      eval_fn: ``(model, batch) -> dict of per-example arrays`` (leading axis =
+        batch); the model is in eval mode. Padding rows are dropped on the host.
+      summarize: host-side ``dict of concatenated per-example arrays -> dict of
+        metrics`` (e.g. exact AUC over a whole split).
+      optimizer: the optax transformation (schedules included).
+      train_data: grain dataset whose elements are host training batches.
+      eval_data: split name -> grain dataset of padded batches with a ``mask``.
+      wrt: which variables the optimizer updates (an ``nnx`` filter).
+      rules: logical-axis -> mesh-axis rules for parameters and batches.
+    """
+
+    init_model: Callable[[nnx.Rngs], nnx.Module]
+    loss_fn: Callable[[nnx.Module, Batch], tuple[jax.Array, dict[str, jax.Array]]]
+    eval_fn: Callable[[nnx.Module, Batch], dict[str, jax.Array]]
+    summarize: Callable[[dict[str, np.ndarray]], dict[str, float]]
+    optimizer: optax.GradientTransformation
+    train_data: grain.MapDataset
+    eval_data: Mapping[str, grain.MapDataset]
+    wrt: Any = nnx.Param
+    rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Cadence of the training loop (``config.train`` in every experiment config)."""
+
+    num_steps: int
+    log_every: int = 100
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_splits: tuple[str, ...] = ("valid",)  # evaluated every `eval_every` steps
+    final_splits: tuple[str, ...] = ("valid", "test")  # evaluated at the end
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    seed: int = 0
+    prefetch_threads: int = 2
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.num_steps <= 0:
+            raise ValueError(f"train.num_steps must be positive, got {self.num_steps}")
+        for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a request to stop at the next step boundary."""
+
+    def __init__(self):
+        self.signame: str | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signame is not None:  # second signal: give up on a clean stop
+            raise KeyboardInterrupt
+        self.signame = signal.Signals(signum).name
+        logging.warning(
+            "%s received: finishing this step, saving a checkpoint, then stopping "
+            "(send it again to abort without saving)",
+            self.signame,
+        )
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Graph definitions, abstract state and shardings of a model + optimizer.
+
+    Attributes:
+      model_def: train-mode graph of the model.
+      eval_model_def: the same graph in eval mode (BatchNorm averages, no dropout).
+      opt_def: graph of the ``nnx.Optimizer``.
+      abstract_state: ``{"model": State, "opt": State}`` of ShapeDtypeStructs.
+      shardings: ``NamedSharding`` per variable of ``abstract_state`` (a prefix tree).
+      batch_sharding: how batches are laid out (leading axis over ``data``).
+      init: jitted ``() -> state``, created directly with ``shardings``.
+    """
+
+    model_def: Any
+    eval_model_def: Any
+    opt_def: Any
+    abstract_state: Any
+    shardings: Any
+    batch_sharding: NamedSharding
+    init: Callable[[], Any]
+
+
+def setup(
+    init_model: Callable[[nnx.Rngs], nnx.Module],
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Mesh,
+    rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES,
+    wrt: Any = nnx.Param,
+    seed: int = 0,
+) -> Setup:
+    """Builds the model abstractly, derives shardings, and jits a sharded init."""
+
+    def build(rngs):
+        model = init_model(rngs)
+        return model, nnx.Optimizer(model, optimizer, wrt=wrt)
+
+    abstract_model, abstract_opt = nnx.eval_shape(lambda: build(nnx.Rngs(seed)))
+    model_def, abstract_model_state = nnx.split(abstract_model)
+    opt_def, abstract_opt_state = nnx.split(abstract_opt)
+    abstract_model.eval()  # flips static flags only
+    eval_model_def, _ = nnx.split(abstract_model)
+    abstract_state = {"model": abstract_model_state, "opt": abstract_opt_state}
+    shardings = sharding_lib.state_shardings(abstract_state, mesh, rules)
+
+    @functools.partial(jax.jit, out_shardings=shardings)
+    def init():
+        model, opt = build(nnx.Rngs(seed))
+        return {"model": nnx.state(model), "opt": nnx.state(opt)}
+
+    return Setup(
+        model_def,
+        eval_model_def,
+        opt_def,
+        abstract_state,
+        shardings,
+        sharding_lib.batch_sharding(mesh, rules),
+        init,
+    )
+
+
+def make_train_step(
+    loss_fn: Callable[[nnx.Module, Batch], tuple[jax.Array, dict[str, jax.Array]]],
+    s: Setup,
+    *,
+    wrt: Any = nnx.Param,
+) -> Callable[[Any, Batch], tuple[Any, dict[str, jax.Array], jax.Array]]:
+    """Jitted ``(state, batch) -> (state, metrics, finite)``; ``state`` is donated."""
+
+    def step(state, batch):
+        model = nnx.merge(s.model_def, state["model"])
+        opt = nnx.merge(s.opt_def, state["opt"])
+
+        def loss(m):
+            return loss_fn(m, batch)
+
+        grad_fn = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, wrt), has_aux=True)
+        (value, aux), grads = grad_fn(model)
+        opt.update(model, grads)
+        grad_norm = optax.tree.norm(grads)
+        metrics = {"loss": value, **aux, "grad_norm": grad_norm}
+        finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
+        return {"model": nnx.state(model), "opt": nnx.state(opt)}, metrics, finite
+
+    replicated = NamedSharding(s.batch_sharding.mesh, P())
+    return jax.jit(
+        step,
+        in_shardings=(s.shardings, s.batch_sharding),
+        out_shardings=(s.shardings, replicated, replicated),
+        donate_argnums=0,
+    )
+
+
+def make_eval_step(
+    eval_fn: Callable[[nnx.Module, Batch], dict[str, jax.Array]],
+    s: Setup,
+) -> Callable[[Any, Batch], dict[str, jax.Array]]:
+    """Jitted ``(model_state, batch) -> per-example outputs`` in eval mode."""
+
+    @functools.partial(jax.jit, in_shardings=(s.shardings["model"], s.batch_sharding))
+    def eval_step(model_state, batch):
+        return eval_fn(nnx.merge(s.eval_model_def, model_state), batch)
+
+    return eval_step
+
+
+def evaluate(
+    eval_step: Callable[[Any, Batch], dict[str, jax.Array]],
+    model_state: Any,
+    dataset: grain.MapDataset,
+    mesh: Mesh,
+    rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES,
+    *,
+    desc: str = "eval",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Runs ``eval_step`` over every batch; returns per-example outputs (no padding)."""
+    outputs: dict[str, list[np.ndarray]] = {}
+
+    def collect(out, mask):
+        out = jax.device_get(out)
+        keep = np.asarray(mask) > 0
+        for k, v in out.items():
+            outputs.setdefault(k, []).append(np.asarray(v)[keep])
+
+    it = pipeline.make_iterator(dataset)
+    pending = None
+    try:
+        for batch in tqdm(it, total=len(dataset), desc=desc, leave=False, disable=not progress):
+            out = eval_step(model_state, sharding_lib.shard_batch(batch, mesh, rules))
+            if pending is not None:
+                collect(*pending)  # fetch batch i-1 while batch i runs
+            pending = (out, batch["mask"])
+        if pending is not None:
+            collect(*pending)
+    finally:
+        pipeline.close_iterator(it)
+    return {k: np.concatenate(v) for k, v in outputs.items()}
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def train_and_evaluate(
+    task: Task,
+    loop: LoopConfig,
+    *,
+    workdir: str,
+    mesh: Mesh,
+    hooks: Sequence[Callable[[int], None]] = (),
+) -> dict[str, dict[str, float]]:
+    """Trains ``task`` for ``loop.num_steps`` (resuming if possible) and evaluates.
+
+    Returns:
+      ``{split: metrics}`` for ``loop.final_splits`` after the last step.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    rules = task.rules
+
+    s = setup(task.init_model, task.optimizer, mesh=mesh, rules=rules, wrt=task.wrt, seed=loop.seed)
+    train_step = make_train_step(task.loss_fn, s, wrt=task.wrt)
+    eval_step = make_eval_step(task.eval_fn, s)
+
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, max_to_keep=loop.keep_checkpoints)
+    start_step = checkpointer.latest_step() or 0
+    data_state = None
+    if start_step:
+        logging.info("resuming from the checkpoint at step %d in %s", start_step, ckpt_dir)
+        state, data_state, _ = checkpointer.restore(
+            start_step, checkpoint_lib.abstract_with_shardings(s.abstract_state, s.shardings)
+        )
+    else:
+        state = s.init()
+    if start_step > loop.num_steps:
+        raise ValueError(
+            f"the checkpoint in {ckpt_dir} is at step {start_step}, beyond train.num_steps="
+            f"{loop.num_steps}; use a new --workdir or raise num_steps"
+        )
+
+    writer = metrics_lib.MetricWriter(workdir, resume_step=start_step or None)
+    iterator = pipeline.make_iterator(task.train_data, num_threads=loop.prefetch_threads)
+    if data_state:
+        iterator.set_state(data_state)
+    last_ckpt = start_step if start_step else None
+
+    pending: list[tuple[int, dict, jax.Array]] = []  # (step, metrics, finite) not yet read
+    train_mean = metrics_lib.Mean()
+    window_start, window_examples = time.perf_counter(), 0
+    compile_seconds = None
+
+    def drain() -> None:
+        """Reads pending step metrics; stops the run on a non-finite step."""
+        if not pending:
+            return
+        fetched = jax.device_get([(m, f) for _, m, f in pending])
+        for (step_i, _, _), (m, f) in zip(pending, fetched):
+            if not bool(f):
+                pending.clear()
+                where = (
+                    f"the last good checkpoint (step {last_ckpt}) is kept in {ckpt_dir}"
+                    if last_ckpt
+                    else "no checkpoint had been saved yet"
+                )
+                raise NonFiniteError(
+                    f"non-finite loss or gradient at step {step_i} (loss={float(m['loss'])}, "
+                    f"grad_norm={float(m['grad_norm'])}); {where}. Lower the learning rate, "
+                    "check the inputs, or enable gradient clipping."
+                )
+            train_mean.update(m)
+        pending.clear()
+
+    def save(step: int) -> None:
+        nonlocal last_ckpt
+        drain()  # never save a state that has not been checked finite
+        checkpointer.save(step, state, data=iterator.get_state())
+        last_ckpt = step
+
+    def run_eval(step: int, splits: Sequence[str], prefix: str = "") -> dict[str, dict[str, float]]:
+        results = {}
+        for split in splits:
+            if split not in task.eval_data:
+                raise ValueError(
+                    f"no evaluation data for split {split!r}; have {sorted(task.eval_data)}"
+                )
+            t0 = time.perf_counter()
+            outputs = evaluate(
+                eval_step,
+                state["model"],
+                task.eval_data[split],
+                mesh,
+                rules,
+                desc=f"{prefix}{split}",
+                progress=loop.progress,
+            )
+            summary = task.summarize(outputs)
+            summary["eval_seconds"] = time.perf_counter() - t0
+            writer.write(step, prefix + split, summary)
+            results[split] = summary
+        return results
+
+    bar = tqdm(
+        total=loop.num_steps,
+        initial=start_step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not loop.progress,
+    )
+    try:
+        with _StopRequest() as stop:
+            for step in range(start_step + 1, loop.num_steps + 1):
+                try:
+                    batch = next(iterator)
+                except StopIteration as e:
+                    raise ValueError(
+                        f"the training data ran out at step {step} of {loop.num_steps}; the task's "
+                        "train_data must hold at least num_steps batches"
+                    ) from e
+                n = len(next(iter(batch.values())))
+                t_call = time.perf_counter()
+                state, m, finite = train_step(state, sharding_lib.shard_batch(batch, mesh, rules))
+                pending.append((step, m, finite))
+                if step == start_step + 1:  # the first call compiles: keep it out of throughput
+                    compile_seconds = time.perf_counter() - t_call
+                    window_start = time.perf_counter()
+                else:
+                    window_examples += n
+                bar.update(1)
+                for hook in hooks:
+                    hook(step)
+
+                if step % loop.log_every == 0 or step == loop.num_steps:
+                    drain()
+                    elapsed = time.perf_counter() - window_start
+                    means = train_mean.result()
+                    if window_examples:
+                        means["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
+                        means["steps_per_sec"] = means["examples_per_sec"] / n
+                    if compile_seconds is not None:
+                        means["compile_seconds"], compile_seconds = compile_seconds, None
+                    writer.write(step, "train", means, console=not loop.progress)
+                    bar.set_postfix(
+                        loss=f"{means['loss']:.4g}",
+                        ex_s=f"{means.get('examples_per_sec', 0.0):.0f}",
+                    )
+                    train_mean.reset()
+                    window_start, window_examples = time.perf_counter(), 0
+                if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
+                    run_eval(step, loop.eval_splits)
+                    window_start = time.perf_counter()  # keep eval time out of the throughput
+                if step % loop.checkpoint_every == 0 or step == loop.num_steps:
+                    save(step)
+                if stop.signame is not None and step != loop.num_steps:
+                    if last_ckpt != step:
+                        save(step)
+                    raise TrainingInterrupted(step, stop.signame, ckpt_dir)
+        drain()
+        bar.close()
+        results = run_eval(loop.num_steps, loop.final_splits)
+    finally:
+        bar.close()
+        pipeline.close_iterator(iterator)
+        writer.close()
+        checkpointer.close()
+    return results

@@ -1,0 +1,26 @@
+"""Every notebook in colabs/ executes top to bottom without errors."""
+
+import glob
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_runs(path):
+  nb = nbformat.read(path, as_version=4)
+  client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                          resources={"metadata": {"path": os.path.dirname(path)}})
+  client.execute()
+  errors = [o for cell in nb.cells if cell.cell_type == "code"
+            for o in cell.get("outputs", []) if o.output_type == "error"]
+  assert not errors
+
+
+def test_there_is_a_notebook():
+  assert NOTEBOOKS
