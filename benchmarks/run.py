@@ -3,10 +3,12 @@ r"""Runs the CTR benchmarks, prints the tables and writes the results as JSON.
   python -m benchmarks.run [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
+                           [--wait_for_idle=SECONDS]
 
 Entries: ``ipnn_train_step``, ``deepctr_torch_pnn_train_step``,
-``fgcnn_train_step``, ``torch_fgcnn_port_train_step``, ``ipnn_breakdown``,
-``fgcnn_breakdown`` (default: all). The JAX and PyTorch matmul references
+``deepctr_torch_pnn_fused_adam_train_step``, ``fgcnn_train_step``,
+``torch_fgcnn_port_train_step``, ``ipnn_breakdown``, ``fgcnn_breakdown``
+(default: all). The JAX and PyTorch matmul references
 always run. Progress goes to stderr, the tables to stdout.
 """
 
@@ -20,63 +22,109 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--only", default="",
-                 help="comma-separated entries to run (default: all)")
-  p.add_argument("--batch", type=int, default=1024, help="examples per step")
-  p.add_argument("--iters", type=int, default=10,
-                 help="timed calls of each train step (interleaved rounds) in the main phase")
-  p.add_argument("--breakdown_iters", type=int, default=5,
-                 help="interleaved rounds in the breakdown phases")
-  p.add_argument("--matmul_n", type=int, default=2048,
-                 help="size n of the n x n x n float32 matmul reference")
-  p.add_argument("--threads", type=int, default=0,
-                 help="torch.set_num_threads (default: the cores this process may use)")
-  p.add_argument("--profile_steps", type=int, default=3,
-                 help="train steps traced with jax.profiler per breakdown")
-  p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
-  p.add_argument("--xla_flags", default="",
-                 help="appended to XLA_FLAGS before JAX starts (recorded in the JSON)")
-  args = p.parse_args(argv)
-  for name in ("batch", "iters", "breakdown_iters", "matmul_n", "profile_steps"):
-    if getattr(args, name) <= 0:
-      p.error(f"--{name} must be positive")
-  return args
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--only", default="", help="comma-separated entries to run (default: all)")
+    p.add_argument("--batch", type=int, default=1024, help="examples per step")
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=10,
+        help="timed calls of each train step (interleaved rounds) in the main phase",
+    )
+    p.add_argument(
+        "--breakdown_iters", type=int, default=5, help="interleaved rounds in the breakdown phases"
+    )
+    p.add_argument(
+        "--matmul_n",
+        type=int,
+        default=2048,
+        help="size n of the n x n x n float32 matmul reference",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (default: the cores this process may use)",
+    )
+    p.add_argument(
+        "--profile_steps",
+        type=int,
+        default=3,
+        help="train steps traced with jax.profiler per breakdown",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
+    p.add_argument(
+        "--wait_for_idle",
+        type=float,
+        default=0,
+        help="first wait up to this many seconds until other processes use under 5%% "
+        "of the CPU (0: start at once)",
+    )
+    p.add_argument(
+        "--xla_flags",
+        default="",
+        help="appended to XLA_FLAGS before JAX starts (recorded in the JSON)",
+    )
+    args = p.parse_args(argv)
+    for name in ("batch", "iters", "breakdown_iters", "matmul_n", "profile_steps"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive")
+    return args
 
 
 def main(argv=None) -> int:
-  args = parse_args(argv)
-  if args.xla_flags:
-    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), args.xla_flags]).strip()
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from benchmarks import ctr  # pylint: disable=g-import-not-at-top
-  from benchmarks import harness  # pylint: disable=g-import-not-at-top
+    args = parse_args(argv)
+    if args.xla_flags:
+        os.environ["XLA_FLAGS"] = " ".join(
+            [os.environ.get("XLA_FLAGS", ""), args.xla_flags]
+        ).strip()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from benchmarks import ctr, harness  # after XLA_FLAGS is set: JAX reads it on import
 
-  only = [o.strip() for o in args.only.split(",") if o.strip()]
-  try:
-    results, tables = ctr.run(batch=args.batch, iters=args.iters,
-                              breakdown_iters=args.breakdown_iters, only=only,
-                              matmul_n=args.matmul_n, threads=args.threads or None,
-                              profile_steps=args.profile_steps)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  results["command"] = " ".join(["python -m benchmarks.run"] + list(
-      sys.argv[1:] if argv is None else argv))
-  m = results["machine"]
-  v = m["versions"]
-  header = (f"{m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), {m['date_utc']}; "
-            f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch']}, "
-            f"deepctr-torch {v['deepctr-torch']}; load average {m['load_average_at_start']} "
-            f"-> {m['load_average_at_end']}")
-  print(header)
-  print()
-  print(tables)
-  harness.write_json(args.out, results)
-  print(f"\nwrote {args.out}")
-  return 0
+    only = [o.strip() for o in args.only.split(",") if o.strip()]
+    idle = None
+    if args.wait_for_idle > 0:
+        idle = harness.wait_for_idle(args.wait_for_idle, log=ctr._log)
+    try:
+        results, tables = ctr.run(
+            batch=args.batch,
+            iters=args.iters,
+            breakdown_iters=args.breakdown_iters,
+            only=only,
+            matmul_n=args.matmul_n,
+            threads=args.threads or None,
+            profile_steps=args.profile_steps,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if idle is not None:
+        results["contention"]["before_start"] = idle
+    results["command"] = " ".join(
+        ["python -m benchmarks.run"] + list(sys.argv[1:] if argv is None else argv)
+    )
+    m = results["machine"]
+    v = m["versions"]
+    header = (
+        f"{m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), {m['date_utc']}; "
+        f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch']}, "
+        f"deepctr-torch {v['deepctr-torch']}; load average {m['load_average_at_start']} "
+        f"-> {m['load_average_at_end']}"
+    )
+    print(header)
+    print()
+    print(tables)
+    harness.write_json(args.out, results)
+    report = os.path.splitext(args.out)[0] + ".md"
+    with open(report, "w", encoding="utf-8") as f:
+        f.write(f"`{results['command']}`\n\n{header}\n\n{tables}\n")
+    print(f"\nwrote {args.out} and {report}")
+    return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

@@ -27,12 +27,12 @@ def small_synthetic():
 def test_synthetic_shapes_dtypes_and_ranges(small_synthetic):
     ds = small_synthetic
     assert ds.name == "synthetic"
-    assert ds.num_fields == 20 == len(ds.field_names) == len(ds.vocab_sizes)
-    assert all(10 <= v <= 500 for v in ds.vocab_sizes)
+    assert ds.num_fields == 16 == len(ds.field_names) == len(ds.vocab_sizes)
+    assert all(10 <= v <= 100 for v in ds.vocab_sizes)
     for split, n in ((ds.train, 20_000), (ds.valid, 2_000), (ds.test, 20_000)):
         assert len(split) == n
         assert split.features.dtype == np.int32
-        assert split.features.shape == (n, 20)
+        assert split.features.shape == (n, 16)
         assert split.labels.dtype == np.float32
         assert split.oracle_prob.dtype == np.float32
         assert set(np.unique(split.labels)) <= {0.0, 1.0}
@@ -81,7 +81,7 @@ def test_synthetic_ctr_and_oracle_metrics(small_synthetic):
     # Ordering of the diagnostic oracles: interactions carry real signal.
     assert 0.76 <= info["oracle_auc"] <= 0.86
     assert info["first_order_oracle_auc"] <= info["oracle_auc"] - 0.04
-    assert info["pairwise_oracle_auc"] <= info["oracle_auc"] - 0.01
+    assert info["pairwise_oracle_auc"] <= info["oracle_auc"] - 0.005  # local non-linear part
     assert info["first_order_oracle_auc"] <= info["pairwise_oracle_auc"] - 0.02
     constant = metrics.logloss(ds.test.labels, np.full(len(ds.test), ds.test.labels.mean()))
     assert info["oracle_logloss"] < constant - 0.05

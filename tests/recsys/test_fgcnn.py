@@ -212,12 +212,31 @@ def test_convolution_only_mixes_neighbouring_fields():
         batch_norm=False,
         rngs=nnx.Rngs(0),
     )
-    emb = jnp.asarray(np.random.default_rng(0).normal(size=(1, 9, 2, 1)), jnp.float32)
+    maps = jnp.asarray(np.random.default_rng(0).normal(size=(1, 2, 9, 1)), jnp.float32)
     conv = layer.convs[0]
-    bumped = emb.at[0, 4].add(1.0)
-    changed = np.abs(np.asarray(conv(bumped) - conv(emb)))[0].sum(axis=(1, 2)) > 0
+    bumped = maps.at[0, :, 4].add(1.0)  # field 4, every embedding coordinate
+    changed = np.abs(np.asarray(conv(bumped) - conv(maps)))[0].sum(axis=(0, 2)) > 0
     np.testing.assert_array_equal(
         changed, [False, False, False, True, True, True, False, False, False]
+    )
+
+
+@pytest.mark.parametrize("height,c_in,c_out,fields", [(3, 1, 4, 9), (7, 3, 2, 20), (4, 2, 3, 6)])
+def test_field_conv_equals_a_same_padded_h_by_1_convolution(height, c_in, c_out, fields):
+    conv = fgcnn.FieldConv(c_in, c_out, height, use_bias=True, rngs=nnx.Rngs(0))
+    conv.bias[...] = jnp.arange(c_out, dtype=jnp.float32)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 5, fields, c_in)), jnp.float32)
+    reference = jax.lax.conv_general_dilated(  # NHWC with H = fields, W = k
+        jnp.swapaxes(x, 1, 2),
+        conv.kernel[...][:, None],
+        (1, 1),
+        "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    got = jnp.swapaxes(conv(x), 1, 2)
+    np.testing.assert_allclose(
+        np.asarray(got), np.asarray(reference + conv.bias[...]), rtol=1e-5, atol=1e-5
     )
 
 
