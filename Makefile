@@ -10,7 +10,7 @@ VARIANT ?= default
 WORKDIR ?= runs/$(PAPER)-$(VARIANT)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench clean-venv
+.PHONY: demo test test-slow lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(VENV)/.installed-test
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+## Style: ruff lint + format check (configured in pyproject.toml).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check jaxpapers experiments benchmarks tests
+	$(BIN)/ruff format --check jaxpapers experiments benchmarks tests
 
 ## Throughput benchmarks against installed peers; writes benchmarks/results/*.json.
 bench: $(VENV)/.installed-bench

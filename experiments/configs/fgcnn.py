@@ -73,12 +73,14 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.train.num_epochs = 2.0
     c.train.num_steps = 0  # > 0 overrides num_epochs
     c.train.log_every = 100
-    c.train.eval_every = 977  # half an epoch of 2M rows
-    c.train.checkpoint_every = 977
+    c.train.eval_every = 0  # steps; 0: use eval_every_epochs
+    c.train.eval_every_epochs = 0.5
+    c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 2
     c.train.prefetch_threads = 2
     c.train.progress = True
     c.eval_batch_size = 8192
+    c.lock()  # before the variants: they may only change existing keys
 
     if variant == "tiny":
         c.data.num_train, c.data.num_valid, c.data.num_test = 8192, 2048, 2048
@@ -94,6 +96,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.train.num_epochs = 1.0
         c.train.log_every = 8
         c.train.eval_every = 16
+        c.train.eval_every_epochs = 0.0
         c.train.checkpoint_every = 16
         c.eval_batch_size = 1024
     elif variant == "paper":
@@ -110,7 +113,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.train.batch_size = 5000
         c.train.num_epochs = 10.0
         c.train.log_every = 200
-        c.train.eval_every = 7335  # ~ one Criteo_x4 epoch
+        c.train.eval_every_epochs = 1.0  # as BARS: validate after every epoch
         c.train.checkpoint_every = 2000
         c.eval_batch_size = 10000
     elif variant == "paper_avazu":
@@ -127,9 +130,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.train.batch_size = 10000
         c.train.num_epochs = 1.0
         c.train.log_every = 200
-        c.train.eval_every = 1000
+        c.train.eval_every_epochs = 0.25
         c.train.checkpoint_every = 1000
         c.eval_batch_size = 10000
-
-    c.lock()
     return c

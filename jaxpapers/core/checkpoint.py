@@ -7,8 +7,8 @@ batches an uninterrupted one would) and ``meta`` (small JSON facts such as the
 best validation metric so far).
 
 Saving is synchronous: the trainer donates its state buffers to the next step, so
-a checkpoint must be on disk (or at least on the host) before that step runs, and
-it never saves a state it has not checked to be finite. Typed PRNG keys (from
+a checkpoint must be on disk (or at least on the host) before that step runs. (The
+trainer, not this module, checks that a state is finite before saving it.) Typed PRNG keys (from
 ``nnx.Rngs``) are stored as their raw ``key_data`` and re-wrapped on restore.
 """
 
@@ -112,7 +112,10 @@ def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
     """Attaches shardings (a pytree prefix of ``abstract_state``) to its leaves."""
     return jax.tree.map(
         lambda s, a: jax.tree.map(
-            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s), a
+            lambda leaf: jax.ShapeDtypeStruct(
+                leaf.shape, leaf.dtype, sharding=s, weak_type=getattr(leaf, "weak_type", False)
+            ),
+            a,
         ),
         shardings,
         abstract_state,

@@ -5,8 +5,9 @@ Every log or eval event becomes one JSON object per line in
 names (the launcher contract), a TensorBoard scalar per metric (tensorboardX, no
 TensorFlow needed) under ``<split>/<name>``, and one console line.
 
-On resume, :class:`MetricWriter` drops the lines written after the restored step,
-so a resumed run's ``metrics.jsonl`` reads like an uninterrupted one.
+On resume, :class:`MetricWriter` keeps only the events written before the
+restored checkpoint (and TensorBoard purges the later ones), so a resumed run's
+``metrics.jsonl`` reads like an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,11 @@ def to_python(value: Any) -> Any:
 
 
 class Mean:
-    """Running mean of scalar metrics, weighted by a count (e.g. examples)."""
+    """Running mean of scalar metrics, weighted by a count (e.g. examples).
+
+    Its :meth:`state` goes into checkpoints, so a run resumed between two log
+    steps reports the same train means as an uninterrupted one.
+    """
 
     def __init__(self):
         self._sums: dict[str, float] = {}
@@ -58,39 +63,49 @@ class Mean:
         self._sums.clear()
         self._count = 0.0
 
+    def state(self) -> dict:
+        return {"sums": dict(self._sums), "count": self._count}
+
+    def load(self, state: Mapping | None) -> None:
+        self.reset()
+        if state:
+            self._sums.update({k: float(v) for k, v in state["sums"].items()})
+            self._count = float(state["count"])
+
 
 class MetricWriter:
-    """Writes metric events to ``metrics.jsonl``, TensorBoard and the log."""
+    """Writes metric events to ``metrics.jsonl``, TensorBoard and the log.
 
-    def __init__(self, workdir: str, *, resume_step: int | None = None, tensorboard: bool = True):
+    Args:
+      workdir: the run's directory.
+      keep: for a resumed run, which existing events to keep (a predicate on
+        the event dict); ``None`` starts a fresh ``metrics.jsonl``.
+      purge_step: TensorBoard drops its events from this step on (a resumed
+        run rewrites them).
+      tensorboard: also write TensorBoard event files.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        keep: Callable[[dict], bool] | None = None,
+        purge_step: int | None = None,
+        tensorboard: bool = True,
+    ):
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
-        if os.path.exists(self.path):
-            self._truncate_after(resume_step)
+        kept = []
+        if keep is not None and os.path.exists(self.path):
+            kept = [e for e in read_jsonl(self.path) if keep(e)]
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(e) + "\n" for e in kept)
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-    def _truncate_after(self, step: int | None) -> None:
-        """Keeps only events up to ``step`` (all of them dropped when ``step`` is None)."""
-        kept = []
-        if step is not None:
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    line = line.strip()
-                    if not line:
-                        continue
-                    try:
-                        event = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by the interruption
-                    if event.get("step", -1) <= step:
-                        kept.append(line)
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in kept)
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge_step)
 
     def write(
         self, step: int, split: str, metrics: Mapping[str, Any], *, console: bool = True
@@ -129,6 +144,17 @@ def _format(metrics: Mapping[str, Any]) -> str:
 
 
 def read_jsonl(path: str) -> list[dict]:
-    """Reads a ``metrics.jsonl`` file back (for plots, notebooks and tests)."""
+    """Reads a ``metrics.jsonl`` file back (for plots, notebooks, tests and resume).
+
+    A last line cut short by a killed process is skipped.
+    """
+    events = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events

@@ -1,14 +1,17 @@
-"""Plots written into ``<workdir>/plots`` (matplotlib, headless)."""
+"""Plots written into ``<workdir>/plots`` (matplotlib, headless).
+
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly,
+never through pyplot, so importing this module does not change a notebook's
+plotting backend.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def learning_curves(
@@ -30,7 +33,9 @@ def learning_curves(
       title: figure title.
     """
     reference_lines = reference_lines or {}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (metric, splits) in zip(axes[0], panels):
         for split in splits:
             pts = [
@@ -52,5 +57,4 @@ def learning_curves(
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

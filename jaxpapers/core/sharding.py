@@ -17,6 +17,7 @@ rule's axis (``data``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,15 +113,21 @@ def batch_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:
     return NamedSharding(mesh, batch_spec(mesh, rules))
 
 
-def data_parallel_size(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> int:
-    spec = batch_spec(mesh, rules)
-    return mesh.shape[spec[0]] if len(spec) else 1
+def data_parallel_size(sharding: NamedSharding) -> int:
+    """How many ways a batch sharding splits the leading (batch) dimension."""
+    spec = sharding.spec
+    if not len(spec) or spec[0] is None:
+        return 1
+    axes = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
 
 
-def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules = DEFAULT_RULES) -> dict:
-    """Host batch (this process's rows) -> global arrays sharded over the data axis."""
-    sharding = batch_sharding(mesh, rules)
-    n = data_parallel_size(mesh, rules)
+def shard_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict:
+    """Host batch -> global arrays laid out by ``sharding`` (see :func:`batch_sharding`).
+
+    Single-process: ``batch`` holds the whole global batch.
+    """
+    n = data_parallel_size(sharding)
     out = {}
     for key, value in batch.items():
         value = np.asarray(value)

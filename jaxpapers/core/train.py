@@ -33,6 +33,7 @@ approximation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -49,7 +50,7 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
@@ -160,7 +161,8 @@ class _StopRequest:
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # None: the previous handler was installed from C; restore the default.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 # --------------------------------------------------------------------------- steps
@@ -187,6 +189,7 @@ class Setup:
     shardings: Any
     batch_sharding: NamedSharding
     init: Callable[[], Any]
+    wrt: Any = nnx.Param
 
 
 def setup(
@@ -225,60 +228,77 @@ def setup(
         shardings,
         sharding_lib.batch_sharding(mesh, rules),
         init,
+        wrt,
     )
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """L2 norm of all leaves, accumulated in float32 (no fp16/bf16 overflow)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
 def make_train_step(
     loss_fn: Callable[[nnx.Module, Batch], tuple[jax.Array, dict[str, jax.Array]]],
-    s: Setup,
-    *,
-    wrt: Any = nnx.Param,
+    setup_: Setup,
 ) -> Callable[[Any, Batch], tuple[Any, dict[str, jax.Array], jax.Array]]:
-    """Jitted ``(state, batch) -> (state, metrics, finite)``; ``state`` is donated."""
+    """Jitted ``(state, batch) -> (state, metrics, finite)``; ``state`` is donated.
+
+    ``finite`` is true when the loss and the gradient norm are finite.
+    """
 
     def step(state, batch):
-        model = nnx.merge(s.model_def, state["model"])
-        opt = nnx.merge(s.opt_def, state["opt"])
+        model = nnx.merge(setup_.model_def, state["model"])
+        opt = nnx.merge(setup_.opt_def, state["opt"])
 
         def loss(m):
             return loss_fn(m, batch)
 
-        grad_fn = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, wrt), has_aux=True)
+        grad_fn = nnx.value_and_grad(loss, argnums=nnx.DiffState(0, setup_.wrt), has_aux=True)
         (value, aux), grads = grad_fn(model)
         opt.update(model, grads)
-        grad_norm = optax.tree.norm(grads)
+        grad_norm = global_norm(grads)
         metrics = {"loss": value, **aux, "grad_norm": grad_norm}
         finite = jnp.isfinite(value) & jnp.isfinite(grad_norm)
         return {"model": nnx.state(model), "opt": nnx.state(opt)}, metrics, finite
 
-    replicated = NamedSharding(s.batch_sharding.mesh, P())
+    replicated = NamedSharding(setup_.batch_sharding.mesh, P())
     return jax.jit(
         step,
-        in_shardings=(s.shardings, s.batch_sharding),
-        out_shardings=(s.shardings, replicated, replicated),
+        in_shardings=(setup_.shardings, setup_.batch_sharding),
+        out_shardings=(setup_.shardings, replicated, replicated),
         donate_argnums=0,
     )
 
 
 def make_eval_step(
     eval_fn: Callable[[nnx.Module, Batch], dict[str, jax.Array]],
-    s: Setup,
+    setup_: Setup,
 ) -> Callable[[Any, Batch], dict[str, jax.Array]]:
     """Jitted ``(model_state, batch) -> per-example outputs`` in eval mode."""
 
-    @functools.partial(jax.jit, in_shardings=(s.shardings["model"], s.batch_sharding))
+    @functools.partial(jax.jit, in_shardings=(setup_.shardings["model"], setup_.batch_sharding))
     def eval_step(model_state, batch):
-        return eval_fn(nnx.merge(s.eval_model_def, model_state), batch)
+        return eval_fn(nnx.merge(setup_.eval_model_def, model_state), batch)
 
     return eval_step
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of ``tree`` is finite (keys/ints skipped)."""
+    checks = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
 
 
 def evaluate(
     eval_step: Callable[[Any, Batch], dict[str, jax.Array]],
     model_state: Any,
     dataset: grain.MapDataset,
-    mesh: Mesh,
-    rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES,
+    batch_sharding: NamedSharding,
     *,
     desc: str = "eval",
     progress: bool = True,
@@ -296,7 +316,7 @@ def evaluate(
     pending = None
     try:
         for batch in tqdm(it, total=len(dataset), desc=desc, leave=False, disable=not progress):
-            out = eval_step(model_state, sharding_lib.shard_batch(batch, mesh, rules))
+            out = eval_step(model_state, sharding_lib.shard_batch(batch, batch_sharding))
             if pending is not None:
                 collect(*pending)  # fetch batch i-1 while batch i runs
             pending = (out, batch["mask"])
@@ -310,6 +330,27 @@ def evaluate(
 # --------------------------------------------------------------------------- loop
 
 
+def _check_supported(task: Task, loop: LoopConfig, mesh: Mesh) -> None:
+    """Fails fast on what the loop cannot do, before any work is done."""
+    missing = (set(loop.eval_splits) | set(loop.final_splits)) - set(task.eval_data)
+    if missing:
+        raise ValueError(
+            f"no evaluation data for split(s) {sorted(missing)}; the task has "
+            f"{sorted(task.eval_data)}"
+        )
+    if any(t == AxisType.Explicit for t in mesh.axis_types):
+        raise ValueError(
+            "the trainer lays out arrays with NamedSharding and lets XLA propagate the rest, "
+            "which needs Auto mesh axes; set mesh.axis_types='auto' (explicit axes are for "
+            "code written with sharding-in-types)"
+        )
+    if jax.process_count() > 1:
+        raise ValueError(
+            "multi-process training is not supported yet: the input pipeline gives every "
+            "process the same batches and evaluation gathers outputs on one host"
+        )
+
+
 def train_and_evaluate(
     task: Task,
     loop: LoopConfig,
@@ -320,144 +361,153 @@ def train_and_evaluate(
 ) -> dict[str, dict[str, float]]:
     """Trains ``task`` for ``loop.num_steps`` (resuming if possible) and evaluates.
 
+    ``hooks`` are called with the step number after each step is dispatched.
+
     Returns:
       ``{split: metrics}`` for ``loop.final_splits`` after the last step.
     """
+    _check_supported(task, loop, mesh)
     os.makedirs(workdir, exist_ok=True)
-    rules = task.rules
-
-    s = setup(task.init_model, task.optimizer, mesh=mesh, rules=rules, wrt=task.wrt, seed=loop.seed)
-    train_step = make_train_step(task.loss_fn, s, wrt=task.wrt)
-    eval_step = make_eval_step(task.eval_fn, s)
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, max_to_keep=loop.keep_checkpoints)
-    start_step = checkpointer.latest_step() or 0
-    data_state = None
-    if start_step:
-        logging.info("resuming from the checkpoint at step %d in %s", start_step, ckpt_dir)
-        state, data_state, _ = checkpointer.restore(
-            start_step, checkpoint_lib.abstract_with_shardings(s.abstract_state, s.shardings)
-        )
-    else:
-        state = s.init()
-    if start_step > loop.num_steps:
-        raise ValueError(
-            f"the checkpoint in {ckpt_dir} is at step {start_step}, beyond train.num_steps="
-            f"{loop.num_steps}; use a new --workdir or raise num_steps"
-        )
-
-    writer = metrics_lib.MetricWriter(workdir, resume_step=start_step or None)
-    iterator = pipeline.make_iterator(task.train_data, num_threads=loop.prefetch_threads)
-    if data_state:
-        iterator.set_state(data_state)
-    last_ckpt = start_step if start_step else None
-
-    pending: list[tuple[int, dict, jax.Array]] = []  # (step, metrics, finite) not yet read
-    train_mean = metrics_lib.Mean()
-    window_start, window_examples = time.perf_counter(), 0
-    compile_seconds = None
-
-    def drain() -> None:
-        """Reads pending step metrics; stops the run on a non-finite step."""
-        if not pending:
-            return
-        fetched = jax.device_get([(m, f) for _, m, f in pending])
-        for (step_i, _, _), (m, f) in zip(pending, fetched):
-            if not bool(f):
-                pending.clear()
-                where = (
-                    f"the last good checkpoint (step {last_ckpt}) is kept in {ckpt_dir}"
-                    if last_ckpt
-                    else "no checkpoint had been saved yet"
-                )
-                raise NonFiniteError(
-                    f"non-finite loss or gradient at step {step_i} (loss={float(m['loss'])}, "
-                    f"grad_norm={float(m['grad_norm'])}); {where}. Lower the learning rate, "
-                    "check the inputs, or enable gradient clipping."
-                )
-            train_mean.update(m)
-        pending.clear()
-
-    def save(step: int) -> None:
-        nonlocal last_ckpt
-        drain()  # never save a state that has not been checked finite
-        checkpointer.save(step, state, data=iterator.get_state())
-        last_ckpt = step
-
-    def run_eval(step: int, splits: Sequence[str], prefix: str = "") -> dict[str, dict[str, float]]:
-        results = {}
-        for split in splits:
-            if split not in task.eval_data:
-                raise ValueError(
-                    f"no evaluation data for split {split!r}; have {sorted(task.eval_data)}"
-                )
-            t0 = time.perf_counter()
-            outputs = evaluate(
-                eval_step,
-                state["model"],
-                task.eval_data[split],
-                mesh,
-                rules,
-                desc=f"{prefix}{split}",
-                progress=loop.progress,
-            )
-            summary = task.summarize(outputs)
-            summary["eval_seconds"] = time.perf_counter() - t0
-            writer.write(step, prefix + split, summary)
-            results[split] = summary
-        return results
-
-    bar = tqdm(
-        total=loop.num_steps,
-        initial=start_step,
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not loop.progress,
+    setup_ = setup(
+        task.init_model, task.optimizer, mesh=mesh, rules=task.rules, wrt=task.wrt, seed=loop.seed
     )
-    try:
+    train_step = make_train_step(task.loss_fn, setup_)
+    eval_step = make_eval_step(task.eval_fn, setup_)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+
+    with contextlib.ExitStack() as stack:
+        checkpointer = stack.enter_context(
+            checkpoint_lib.Checkpointer(ckpt_dir, max_to_keep=loop.keep_checkpoints)
+        )
+        start = checkpointer.latest_step() or 0
+        if start > loop.num_steps:
+            raise ValueError(
+                f"the checkpoint in {ckpt_dir} is at step {start}, beyond train.num_steps="
+                f"{loop.num_steps}; use a new --workdir or raise num_steps"
+            )
+        train_mean = metrics_lib.Mean()
+        if start:
+            logging.info("resuming from the checkpoint at step %d in %s", start, ckpt_dir)
+            state, data_state, meta = checkpointer.restore(
+                start,
+                checkpoint_lib.abstract_with_shardings(setup_.abstract_state, setup_.shardings),
+            )
+            train_mean.load(meta.get("train_mean"))
+        else:
+            state, data_state = setup_.init(), None
+
+        def keep_event(e: dict) -> bool:
+            """Events a resumed run keeps: everything written before its checkpoint."""
+            if e["step"] != start:
+                return e["step"] < start
+            return not (start == loop.num_steps and e["split"] in loop.final_splits)
+
+        writer = stack.enter_context(
+            metrics_lib.MetricWriter(
+                workdir, keep=keep_event if start else None, purge_step=start + 1
+            )
+        )
+        iterator = pipeline.make_iterator(task.train_data, num_threads=loop.prefetch_threads)
+        stack.callback(pipeline.close_iterator, iterator)
+        if data_state:
+            iterator.set_state(data_state)
+        bar = stack.enter_context(
+            tqdm(
+                total=loop.num_steps,
+                initial=start,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                disable=not loop.progress,
+            )
+        )
+        last_ckpt = start or None
+        pending: list[tuple[int, dict, jax.Array]] = []  # (step, metrics, finite) not yet read
+        clock = _Throughput()
+
+        def drain() -> None:
+            """Reads pending step metrics; stops the run on a non-finite step."""
+            fetched = jax.device_get([(m, f) for _, m, f in pending])
+            steps = [step_i for step_i, _, _ in pending]
+            pending.clear()
+            for step_i, (m, f) in zip(steps, fetched):
+                if not bool(f):
+                    raise NonFiniteError(
+                        f"non-finite loss or gradient at step {step_i} (loss={float(m['loss'])}, "
+                        f"grad_norm={float(m['grad_norm'])}); {where_good()}. Lower the learning "
+                        "rate, check the inputs, or enable gradient clipping."
+                    )
+                train_mean.update(m)
+
+        def where_good() -> str:
+            if last_ckpt:
+                return f"the last good checkpoint (step {last_ckpt}) is kept in {ckpt_dir}"
+            return "no checkpoint had been saved yet"
+
+        def save(step: int) -> None:
+            nonlocal last_ckpt
+            with clock.paused():
+                drain()  # every step up to here had a finite loss and gradient ...
+                if not bool(all_finite(state)):  # ... and so must every saved value
+                    raise NonFiniteError(
+                        f"the state after step {step} holds NaN/Inf (e.g. BatchNorm statistics "
+                        f"or optimizer moments) although its loss was finite; {where_good()}"
+                    )
+                checkpointer.save(
+                    step, state, data=iterator.get_state(), meta={"train_mean": train_mean.state()}
+                )
+                last_ckpt = step
+
+        def run_eval(step: int, splits: Sequence[str]) -> dict[str, dict[str, float]]:
+            results = {}
+            with clock.paused():
+                for split in splits:
+                    t0 = time.perf_counter()
+                    outputs = evaluate(
+                        eval_step,
+                        state["model"],
+                        task.eval_data[split],
+                        setup_.batch_sharding,
+                        desc=split,
+                        progress=loop.progress,
+                    )
+                    summary = task.summarize(outputs)
+                    summary["eval_seconds"] = time.perf_counter() - t0
+                    writer.write(step, split, summary)
+                    results[split] = summary
+            return results
+
         with _StopRequest() as stop:
-            for step in range(start_step + 1, loop.num_steps + 1):
+            for step in range(start + 1, loop.num_steps + 1):
                 try:
                     batch = next(iterator)
                 except StopIteration as e:
                     raise ValueError(
-                        f"the training data ran out at step {step} of {loop.num_steps}; the task's "
-                        "train_data must hold at least num_steps batches"
+                        f"the training data ran out at step {step} of {loop.num_steps}; the "
+                        "task's train_data must hold at least num_steps batches"
                     ) from e
                 n = len(next(iter(batch.values())))
-                t_call = time.perf_counter()
-                state, m, finite = train_step(state, sharding_lib.shard_batch(batch, mesh, rules))
+                clock.start_step()
+                state, m, finite = train_step(
+                    state, sharding_lib.shard_batch(batch, setup_.batch_sharding)
+                )
                 pending.append((step, m, finite))
-                if step == start_step + 1:  # the first call compiles: keep it out of throughput
-                    compile_seconds = time.perf_counter() - t_call
-                    window_start = time.perf_counter()
-                else:
-                    window_examples += n
+                clock.end_step(n, first=step == start + 1)  # the first call compiles
                 bar.update(1)
                 for hook in hooks:
                     hook(step)
 
                 if step % loop.log_every == 0 or step == loop.num_steps:
                     drain()
-                    elapsed = time.perf_counter() - window_start
-                    means = train_mean.result()
-                    if window_examples:
-                        means["examples_per_sec"] = window_examples / max(elapsed, 1e-9)
-                        means["steps_per_sec"] = means["examples_per_sec"] / n
-                    if compile_seconds is not None:
-                        means["compile_seconds"], compile_seconds = compile_seconds, None
+                    means = {**train_mean.result(), **clock.report(n)}
                     writer.write(step, "train", means, console=not loop.progress)
                     bar.set_postfix(
                         loss=f"{means['loss']:.4g}",
                         ex_s=f"{means.get('examples_per_sec', 0.0):.0f}",
                     )
                     train_mean.reset()
-                    window_start, window_examples = time.perf_counter(), 0
                 if loop.eval_every and step % loop.eval_every == 0 and step != loop.num_steps:
                     run_eval(step, loop.eval_splits)
-                    window_start = time.perf_counter()  # keep eval time out of the throughput
                 if step % loop.checkpoint_every == 0 or step == loop.num_steps:
                     save(step)
                 if stop.signame is not None and step != loop.num_steps:
@@ -466,10 +516,49 @@ def train_and_evaluate(
                     raise TrainingInterrupted(step, stop.signame, ckpt_dir)
         drain()
         bar.close()
-        results = run_eval(loop.num_steps, loop.final_splits)
-    finally:
-        bar.close()
-        pipeline.close_iterator(iterator)
-        writer.close()
-        checkpointer.close()
-    return results
+        return run_eval(loop.num_steps, loop.final_splits)
+
+
+class _Throughput:
+    """Examples/s over a log window, excluding compilation, evaluation and saving.
+
+    Dispatch is asynchronous, so the interval between two consecutive step calls
+    returning is, on average, the step time; :meth:`paused` restarts the interval
+    after work that is not training.
+    """
+
+    def __init__(self):
+        self._examples = 0
+        self._seconds = 0.0
+        self._compile: float | None = None
+        self._t0 = 0.0
+        self._last: float | None = None
+
+    def start_step(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def end_step(self, examples: int, *, first: bool) -> None:
+        now = time.perf_counter()
+        if first:
+            self._compile = now - self._t0
+        elif self._last is not None:
+            self._examples += examples
+            self._seconds += now - self._last
+        self._last = now
+
+    @contextlib.contextmanager
+    def paused(self):
+        try:
+            yield
+        finally:
+            self._last = time.perf_counter()
+
+    def report(self, batch: int) -> dict[str, float]:
+        out = {}
+        if self._examples and self._seconds > 0:
+            out["examples_per_sec"] = self._examples / self._seconds
+            out["steps_per_sec"] = out["examples_per_sec"] / batch
+        if self._compile is not None:
+            out["compile_seconds"], self._compile = self._compile, None
+        self._examples, self._seconds = 0, 0.0
+        return out

@@ -66,9 +66,8 @@ class _EpochBatches:
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         epoch, b = divmod(int(index), self.batches_per_epoch)
         rows = self._order(epoch)[b * self.batch_size : (b + 1) * self.batch_size]
-        rows = np.sort(
-            rows
-        )  # locality for memory-mapped arrays; order within a batch is irrelevant
+        # Sorted: locality for memory-mapped arrays (order within a batch is irrelevant).
+        rows = np.sort(rows)
         return {k: np.asarray(v[rows]) for k, v in self.arrays.items()}
 
 

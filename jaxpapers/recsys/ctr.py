@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -64,10 +63,11 @@ def _arrays(split: ctr_data.CTRSplit) -> dict[str, np.ndarray]:
 
 
 def make_task(
-    config, data: ctr_data.CTRDataset, model_factory: ModelFactory, num_steps: int
+    config, data: ctr_data.CTRDataset, model_factory: ModelFactory, steps: int
 ) -> train_lib.Task:
-    """The trainer's view of a CTR experiment."""
+    """The trainer's view of a CTR experiment that runs for ``steps`` steps."""
     vocab = tuple(int(v) for v in data.vocab_sizes)
+    batches_per_epoch = _batches_per_epoch(config, len(data.train))
     l2 = float(config.optim.embedding_l2)
 
     def loss_fn(model, batch):
@@ -86,8 +86,7 @@ def make_task(
             "num_examples": int(len(out["label"])),
         }
 
-    batches_per_epoch = len(data.train) // config.train.batch_size
-    epochs = math.ceil(num_steps / batches_per_epoch)
+    epochs = math.ceil(steps / batches_per_epoch)
     return train_lib.Task(
         init_model=lambda rngs: model_factory(config.model, vocab, rngs),
         loss_fn=loss_fn,
@@ -110,24 +109,32 @@ def learning_rate(optim, batches_per_epoch: int) -> optax.Schedule:
     return optax.piecewise_constant_schedule(float(optim.learning_rate), boundaries or None)
 
 
-def num_steps(config, num_train: int) -> int:
-    """``train.num_steps`` if set, else ``train.num_epochs`` full passes."""
-    if config.train.num_steps:
-        return int(config.train.num_steps)
+def _batches_per_epoch(config, num_train: int) -> int:
     per_epoch = num_train // config.train.batch_size
     if per_epoch == 0:
         raise ValueError(
             f"train.batch_size={config.train.batch_size} exceeds the {num_train} training examples"
         )
-    return max(1, round(config.train.num_epochs * per_epoch))
+    return per_epoch
 
 
-def loop_config(config, steps: int) -> train_lib.LoopConfig:
+def num_steps(config, num_train: int) -> int:
+    """``train.num_steps`` if set, else ``train.num_epochs`` full passes."""
+    if config.train.num_steps:
+        return int(config.train.num_steps)
+    return max(1, round(config.train.num_epochs * _batches_per_epoch(config, num_train)))
+
+
+def loop_config(config, steps: int, num_train: int) -> train_lib.LoopConfig:
+    """The loop cadence; ``train.eval_every_epochs`` applies when ``eval_every`` is 0."""
     t = config.train
+    eval_every = t.eval_every
+    if not eval_every and t.eval_every_epochs > 0:
+        eval_every = max(1, round(t.eval_every_epochs * _batches_per_epoch(config, num_train)))
     return train_lib.LoopConfig(
         num_steps=steps,
         log_every=t.log_every,
-        eval_every=t.eval_every,
+        eval_every=eval_every,
         checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints,
         seed=config.seed,
@@ -147,7 +154,6 @@ def run(config, workdir: str, model_factories: Mapping[str, ModelFactory]) -> di
     if name not in model_factories:
         raise ValueError(f"model.name must be one of {sorted(model_factories)}, got {name!r}")
     factory = model_factories[name]
-    t0 = time.perf_counter()
     data = load_data(config.data)
     logging.info(
         "data %s: %d/%d/%d rows, %d fields, %d ids; %s",
@@ -163,7 +169,7 @@ def run(config, workdir: str, model_factories: Mapping[str, ModelFactory]) -> di
     steps = num_steps(config, len(data.train))
     task = make_task(config, data, factory, steps)
     results = train_lib.train_and_evaluate(
-        task, loop_config(config, steps), workdir=workdir, mesh=mesh
+        task, loop_config(config, steps, len(data.train)), workdir=workdir, mesh=mesh
     )
 
     final = {
@@ -177,7 +183,6 @@ def run(config, workdir: str, model_factories: Mapping[str, ModelFactory]) -> di
             final[key] = float(data.info[key])
     final["num_params"] = count_params(factory, config, tuple(data.vocab_sizes))
     final["num_steps"] = steps
-    final["seconds"] = time.perf_counter() - t0
 
     events = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     refs = {"auc": {"oracle": final["oracle_auc"]}} if "oracle_auc" in final else {}

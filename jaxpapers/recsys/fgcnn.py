@@ -350,6 +350,9 @@ class FeatureGeneration(nnx.Module):
             raise ValueError(
                 "FGCNN channel, kernel, pooling and recombination sizes must be positive"
             )
+        self.num_generated = sum(  # also rejects pooling that leaves no rows
+            generated_feature_counts(num_fields, pooling_sizes, recombined_channels, pooling)
+        )
         self.dim = dim
         self.pooling = pooling
         self.pooling_sizes = tuple(pooling_sizes)
@@ -361,16 +364,11 @@ class FeatureGeneration(nnx.Module):
             convs.append(FieldConv(in_ch, out_ch, kh, use_bias=not batch_norm, rngs=rngs))
             norms.append(nnx.BatchNorm(out_ch, rngs=rngs) if batch_norm else None)
             height = pooled_height(height, pool, pooling)
-            if height <= 0:
-                raise ValueError(f"{num_fields} fields cannot be pooled by {list(pooling_sizes)}")
             recombinations.append(_dense(height * dim * out_ch, height * dim * r, rngs))
             in_ch = out_ch
         self.convs = nnx.List(convs)
         self.norms = nnx.List(norms)
         self.recombinations = nnx.List(recombinations)
-        self.num_generated = sum(
-            generated_feature_counts(num_fields, pooling_sizes, recombined_channels, pooling)
-        )
 
     def __call__(self, emb: jax.Array) -> jax.Array:
         batch = emb.shape[0]

@@ -1,4 +1,7 @@
+import importlib.util
 import os
+import subprocess
+import sys
 
 import ml_collections
 import pytest
@@ -13,7 +16,11 @@ CONFIG_DIR = os.path.join(ROOT, "experiments", "configs")
 def test_every_registered_paper_has_a_config_with_all_variants():
     for name in registry.names():
         path = os.path.join(CONFIG_DIR, f"{name}.py")
-        for variant in ("tiny", "default", "paper"):
+        spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert {"tiny", "default", "paper"} <= set(module.VARIANTS)
+        for variant in module.VARIANTS:
             config = config_lib.load_file(path, variant)
             assert config.experiment == name
             assert config.is_locked, f"{name}:{variant} must be locked"
@@ -35,6 +42,15 @@ def test_override_checks_keys_and_names_valid_ones():
 def test_load_with_keyword_overrides():
     config = config_lib.load(os.path.join(CONFIG_DIR, "fgcnn.py"), "tiny", train__num_steps=3)
     assert config.train.num_steps == 3
+
+
+def test_registry_imports_nothing_until_asked():
+    code = (
+        "import sys; from jaxpapers.core import registry; "
+        "assert not any(m.startswith('jaxpapers.recsys') for m in sys.modules); "
+        "registry.get('fgcnn'); assert 'jaxpapers.recsys.fgcnn' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_registry_is_lazy_and_extensible():

@@ -36,11 +36,24 @@ def test_writer_writes_jsonl_and_tensorboard(tmp_path):
     assert any(name.startswith("events.out.tfevents") for name in tb)
 
 
-def test_writer_drops_events_after_the_resumed_step(tmp_path):
+def test_writer_keeps_only_what_a_resumed_run_keeps(tmp_path):
     path = tmp_path / "metrics.jsonl"
     lines = [{"step": s, "split": "train", "loss": s} for s in (5, 10, 15)]
     path.write_text("\n".join(json.dumps(e) for e in lines) + '\n{"step": 20, "spl')  # cut line
-    metrics.MetricWriter(str(tmp_path), resume_step=10, tensorboard=False).close()
+    assert [e["step"] for e in metrics.read_jsonl(str(path))] == [5, 10, 15]
+    metrics.MetricWriter(str(tmp_path), keep=lambda e: e["step"] <= 10, tensorboard=False).close()
     assert [e["step"] for e in metrics.read_jsonl(str(path))] == [5, 10]
-    metrics.MetricWriter(str(tmp_path), resume_step=None, tensorboard=False).close()
+    metrics.MetricWriter(str(tmp_path), keep=None, tensorboard=False).close()
     assert metrics.read_jsonl(str(path)) == []  # a fresh run starts a fresh file
+
+
+def test_mean_state_roundtrip():
+    m = metrics.Mean()
+    m.update({"a": 1.0})
+    m.update({"a": 2.0})
+    other = metrics.Mean()
+    other.load(json.loads(json.dumps(m.state())))
+    other.update({"a": 6.0})
+    assert other.result() == {"a": 3.0}
+    other.load(None)
+    assert other.result() == {}

@@ -62,10 +62,10 @@ def test_state_shardings_follow_logical_names_into_optimizer_state(mesh42):
 
 def test_shard_batch_splits_rows_over_data_axis(mesh42):
     batch = {"x": np.arange(16 * 3).reshape(16, 3), "y": np.arange(16.0)}
-    out = sharding.shard_batch(batch, mesh42)
+    out = sharding.shard_batch(batch, sharding.batch_sharding(mesh42))
     assert out["x"].sharding.spec == P("data")
     np.testing.assert_array_equal(np.asarray(out["x"]), batch["x"])
     assert len(out["x"].addressable_shards) == 8
     assert out["x"].addressable_shards[0].data.shape == (4, 3)
     with pytest.raises(ValueError, match="multiple of 4"):
-        sharding.shard_batch({"x": np.zeros((6, 2))}, mesh42)
+        sharding.shard_batch({"x": np.zeros((6, 2))}, sharding.batch_sharding(mesh42))

@@ -1,5 +1,6 @@
 """The shared trainer on a toy task: learning, NaN guard, resume, interruption, devices."""
 
+import dataclasses
 import os
 import signal
 
@@ -10,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxpapers.core import mesh as mesh_lib
 from jaxpapers.core import metrics, train
 from jaxpapers.data import pipeline
 
@@ -67,7 +69,7 @@ def _loop(**kw):
     return train.LoopConfig(**{**defaults, **kw})
 
 
-def _params(workdir):
+def _latest_step(workdir):
     from jaxpapers.core import checkpoint
 
     with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
@@ -85,7 +87,7 @@ def test_learns_and_writes_metrics(tmp_path, mesh8):
     assert train_events[-1]["loss"] < train_events[0]["loss"]
     assert all({"loss", "mae", "grad_norm", "examples_per_sec"} <= set(e) for e in train_events)
     assert [e["step"] for e in events if e["split"] == "valid"] == [8, 16, 24, 32]
-    assert _params(str(tmp_path)) == 32
+    assert _latest_step(str(tmp_path)) == 32
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, mesh1):
@@ -93,14 +95,14 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, mesh1):
     task = _task(nan_rows=[64 * 9 + 3], shuffle=False, n_train=1024)
     with pytest.raises(train.NonFiniteError, match=r"step 10 .*last good checkpoint \(step 8\)"):
         train.train_and_evaluate(task, _loop(log_every=1), workdir=str(tmp_path), mesh=mesh1)
-    assert _params(str(tmp_path)) == 8
+    assert _latest_step(str(tmp_path)) == 8
 
 
 def test_nan_between_log_steps_is_caught_before_any_save(tmp_path, mesh1):
     task = _task(nan_rows=[64 * 5], shuffle=False, n_train=1024)  # batch 6; first save: step 8
     with pytest.raises(train.NonFiniteError, match="step 6 .*no checkpoint had been saved"):
         train.train_and_evaluate(task, _loop(log_every=100), workdir=str(tmp_path), mesh=mesh1)
-    assert _params(str(tmp_path)) is None
+    assert _latest_step(str(tmp_path)) is None
 
 
 def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path, mesh8):
@@ -115,25 +117,70 @@ def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path, mesh8):
         train.train_and_evaluate(
             _task(), _loop(), workdir=work, mesh=mesh8, hooks=[interrupt_at_13]
         )
-    assert _params(work) == 13
+    assert _latest_step(work) == 13
     resumed = train.train_and_evaluate(_task(), _loop(), workdir=work, mesh=mesh8)
-    assert resumed == {s: {k: v for k, v in m.items()} for s, m in resumed.items()}
     for split in ("valid", "test"):
         assert resumed[split]["mse"] == full[split]["mse"], split  # bit-for-bit on CPU
+        assert resumed[split]["n"] == full[split]["n"]
 
-    # the resumed metrics.jsonl reads like the uninterrupted one
-    def steps(path):
+    # The resumed metrics.jsonl reads like the uninterrupted one, values included
+    # (the train mean of steps 13-16 straddles the interruption).
+    timing = {"examples_per_sec", "steps_per_sec", "compile_seconds", "eval_seconds"}
+
+    def events(path):
         return [
-            (e["step"], e["split"]) for e in metrics.read_jsonl(os.path.join(path, "metrics.jsonl"))
+            {k: v for k, v in e.items() if k not in timing}
+            for e in metrics.read_jsonl(os.path.join(path, "metrics.jsonl"))
         ]
 
-    assert steps(work) == steps(str(tmp_path / "full"))
+    assert events(work) == events(str(tmp_path / "full"))
 
 
 def test_rerun_of_finished_run_only_evaluates(tmp_path, mesh1):
     first = train.train_and_evaluate(_task(), _loop(num_steps=8), workdir=str(tmp_path), mesh=mesh1)
-    again = train.train_and_evaluate(_task(), _loop(num_steps=8), workdir=str(tmp_path), mesh=mesh1)
+    steps = []
+    again = train.train_and_evaluate(
+        _task(), _loop(num_steps=8), workdir=str(tmp_path), mesh=mesh1, hooks=[steps.append]
+    )
+    assert steps == []  # nothing retrained
     assert first["test"]["mse"] == again["test"]["mse"]
+    events = [(e["step"], e["split"]) for e in metrics.read_jsonl(str(tmp_path / "metrics.jsonl"))]
+    assert len(events) == len(set(events)), events  # final evals replaced, not appended
+
+
+class _Exploding(nnx.Module):
+    """A regressor whose (unused) running statistic overflows while the loss stays finite."""
+
+    def __init__(self, rngs):
+        self.out = nnx.Linear(4, 1, rngs=rngs)
+        self.stat = nnx.BatchStat(jnp.ones(()))
+
+    def __call__(self, x):
+        self.stat[...] = self.stat[...] * 1e30
+        return self.out(x)[:, 0]
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path, mesh1):
+    task = dataclasses.replace(_task(), init_model=_Exploding)
+    with pytest.raises(train.NonFiniteError, match="state after step 8 holds NaN/Inf"):
+        train.train_and_evaluate(task, _loop(), workdir=str(tmp_path), mesh=mesh1)
+    assert _latest_step(str(tmp_path)) is None
+
+
+def test_problems_are_reported_before_training(tmp_path, mesh1, devices):
+    steps = []
+    with pytest.raises(ValueError, match=r"no evaluation data for split\(s\) \['tset'\]"):
+        train.train_and_evaluate(
+            _task(),
+            _loop(final_splits=("tset",)),
+            workdir=str(tmp_path),
+            mesh=mesh1,
+            hooks=[steps.append],
+        )
+    explicit = mesh_lib.make_mesh(("data", "model"), (-1, 1), axis_types="explicit")
+    with pytest.raises(ValueError, match="axis_types='auto'"):
+        train.train_and_evaluate(_task(), _loop(), workdir=str(tmp_path), mesh=explicit)
+    assert steps == []
 
 
 def test_one_and_eight_devices_agree(tmp_path, mesh1, mesh8):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxpapers.core import config as config_lib
-from jaxpapers.recsys import fgcnn
+from jaxpapers.recsys import ctr, fgcnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -69,3 +69,26 @@ def test_runs_on_a_raw_criteo_file(tmp_path):
     final = fgcnn.run(config, str(tmp_path / "run"))
     assert "oracle_auc" not in final  # real data has no oracle
     assert final["auc"] > 0.6  # C1 carries the signal
+
+
+def test_learning_rate_decays_after_the_listed_epochs():
+    config = _config(**{"optim.learning_rate": 0.01, "optim.decay_epochs": (1.5, 2.0)})
+    schedule = ctr.learning_rate(config.optim, batches_per_epoch=10)
+    # optax counts updates from 0: update i (0-based) uses schedule(i); step 15 is update 14.
+    assert float(schedule(14)) == pytest.approx(0.01)
+    assert float(schedule(15)) == pytest.approx(0.001)
+    assert float(schedule(19)) == pytest.approx(0.001)
+    assert float(schedule(20)) == pytest.approx(0.0001)
+
+
+def test_eval_cadence_in_epochs():
+    config = _config(**{"train.eval_every": 0, "train.eval_every_epochs": 0.5})
+    assert ctr.loop_config(config, steps=100, num_train=8192).eval_every == 16  # 32 batches/epoch
+    with pytest.raises(ValueError, match="exceeds the 100 training examples"):
+        ctr.make_task(_config(**{"train.num_steps": 5}), _tiny_data(100), fgcnn.MODELS["lr"], 5)
+
+
+def _tiny_data(n):
+    from jaxpapers.data import ctr as ctr_data
+
+    return ctr_data.synthetic_ctr(num_train=n, num_valid=10, num_test=10, num_fields=4, seed=0)
