@@ -56,7 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=3,
         help="train steps traced with jax.profiler per breakdown",
     )
-    p.add_argument("--out", default=DEFAULT_OUT, help="where to write the JSON results")
+    p.add_argument(
+        "--suite", default="ctr,analytic", help="benchmark suites to run: ctr and/or analytic"
+    )
+    p.add_argument(
+        "--out", default="", help="JSON output (one suite only; default results/<suite>.json)"
+    )
     p.add_argument(
         "--wait_for_idle",
         type=float,
@@ -76,6 +81,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _write(results: dict, tables: str, header: str, out: str) -> None:
+    from benchmarks import harness  # pylint: disable=g-import-not-at-top
+
+    harness.write_json(out, results)
+    report = os.path.splitext(out)[0] + ".md"
+    with open(report, "w", encoding="utf-8") as f:
+        f.write(f"`{results['command']}`\n\n{header}\n\n{tables}\n")
+    print(f"\nwrote {out} and {report}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.xla_flags:
@@ -83,46 +98,55 @@ def main(argv=None) -> int:
             [os.environ.get("XLA_FLAGS", ""), args.xla_flags]
         ).strip()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from benchmarks import ctr, harness  # after XLA_FLAGS is set: JAX reads it on import
+    # after XLA_FLAGS is set: JAX reads it on import
+    from benchmarks import analytic, ctr, harness  # pylint: disable=g-import-not-at-top
 
+    suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+    if not set(suites) <= {"ctr", "analytic"}:
+        print(f"error: --suite takes ctr and/or analytic, got {args.suite!r}", file=sys.stderr)
+        return 2
     only = [o.strip() for o in args.only.split(",") if o.strip()]
+    command = " ".join(["python -m benchmarks.run"] + list(sys.argv[1:] if argv is None else argv))
     idle = None
     if args.wait_for_idle > 0:
         idle = harness.wait_for_idle(args.wait_for_idle, log=ctr._log)
-    try:
-        results, tables = ctr.run(
-            batch=args.batch,
-            iters=args.iters,
-            breakdown_iters=args.breakdown_iters,
-            only=only,
-            matmul_n=args.matmul_n,
-            threads=args.threads or None,
-            profile_steps=args.profile_steps,
+    results_dir = os.path.dirname(DEFAULT_OUT)
+    for suite in suites:
+        try:
+            if suite == "ctr":
+                results, tables = ctr.run(
+                    batch=args.batch,
+                    iters=args.iters,
+                    breakdown_iters=args.breakdown_iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
+                    threads=args.threads or None,
+                    profile_steps=args.profile_steps,
+                )
+            else:
+                results, tables = analytic.run(rounds=args.breakdown_iters, only=only)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if idle is not None:
+            results.setdefault("contention", {})["before_start"] = idle
+        results["command"] = command
+        m = results["machine"]
+        v = m["versions"]
+        header = (
+            f"{m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), {m['date_utc']}; "
+            f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch']}, "
+            f"deepctr-torch {v['deepctr-torch']}; load average {m['load_average_at_start']}"
         )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if idle is not None:
-        results["contention"]["before_start"] = idle
-    results["command"] = " ".join(
-        ["python -m benchmarks.run"] + list(sys.argv[1:] if argv is None else argv)
-    )
-    m = results["machine"]
-    v = m["versions"]
-    header = (
-        f"{m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), {m['date_utc']}; "
-        f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch']}, "
-        f"deepctr-torch {v['deepctr-torch']}; load average {m['load_average_at_start']} "
-        f"-> {m['load_average_at_end']}"
-    )
-    print(header)
-    print()
-    print(tables)
-    harness.write_json(args.out, results)
-    report = os.path.splitext(args.out)[0] + ".md"
-    with open(report, "w", encoding="utf-8") as f:
-        f.write(f"`{results['command']}`\n\n{header}\n\n{tables}\n")
-    print(f"\nwrote {args.out} and {report}")
+        print(header)
+        print()
+        print(tables)
+        out = (
+            args.out
+            if (args.out and len(suites) == 1)
+            else os.path.join(results_dir, f"{suite}.json")
+        )
+        _write(results, tables, header, out)
     return 0
 
 

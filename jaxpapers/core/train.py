@@ -562,3 +562,20 @@ class _Throughput:
             out["compile_seconds"], self._compile = self._compile, None
         self._examples, self._seconds = 0, 0.0
         return out
+
+
+def restore_model(setup_: Setup, workdir: str) -> nnx.Module:
+    """The model of the latest checkpoint in ``workdir``, in eval mode.
+
+    Raises:
+      FileNotFoundError: if ``workdir`` holds no checkpoint.
+    """
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    with checkpoint_lib.Checkpointer(ckpt_dir) as checkpointer:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+        state, _, _ = checkpointer.restore(
+            step, checkpoint_lib.abstract_with_shardings(setup_.abstract_state, setup_.shardings)
+        )
+    return nnx.merge(setup_.eval_model_def, state["model"])

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grain
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
+Transform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
 
 def _num_rows(arrays: Arrays) -> int:
@@ -40,8 +41,11 @@ def _num_rows(arrays: Arrays) -> int:
 class _EpochBatches:
     """index -> batch dict; rows from a per-epoch seeded permutation."""
 
-    def __init__(self, arrays: Arrays, batch_size: int, seed: int, shuffle: bool):
+    def __init__(
+        self, arrays: Arrays, batch_size: int, seed: int, shuffle: bool, transform: Transform | None
+    ):
         self.arrays = dict(arrays)
+        self.transform = transform
         self.num_rows = _num_rows(arrays)
         self.batch_size = batch_size
         self.batches_per_epoch = self.num_rows // batch_size
@@ -68,7 +72,10 @@ class _EpochBatches:
         rows = self._order(epoch)[b * self.batch_size : (b + 1) * self.batch_size]
         # Sorted: locality for memory-mapped arrays (order within a batch is irrelevant).
         rows = np.sort(rows)
-        return {k: np.asarray(v[rows]) for k, v in self.arrays.items()}
+        batch = {k: np.asarray(v[rows]) for k, v in self.arrays.items()}
+        if self.transform is not None:  # seeded by the batch index: resumable and thread-safe
+            batch = self.transform(batch, np.random.default_rng([self.seed, 1, int(index)]))
+        return batch
 
 
 def train_batches(
@@ -78,17 +85,20 @@ def train_batches(
     num_epochs: int,
     seed: int,
     shuffle: bool = True,
+    transform: Transform | None = None,
 ) -> grain.MapDataset:
     """A grain dataset of ``num_epochs`` epochs of full training batches.
 
     Each epoch visits every row at most once in a fresh seeded order (the final
     ``num_rows % batch_size`` rows of each epoch's order are dropped).
+    ``transform(batch, rng)`` (e.g. data augmentation) gets a NumPy generator
+    seeded by ``(seed, batch index)``, so a resumed run sees the same batches.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if num_epochs <= 0:
         raise ValueError(f"num_epochs must be positive, got {num_epochs}")
-    fetch = _EpochBatches(arrays, batch_size, seed, shuffle)
+    fetch = _EpochBatches(arrays, batch_size, seed, shuffle, transform)
     if fetch.batches_per_epoch == 0:
         raise ValueError(
             f"batch_size {batch_size} is larger than the dataset ({fetch.num_rows} rows)"
