@@ -21,6 +21,7 @@ _EXPERIMENTS: dict[str, str | RunFn] = {
     "afcl": "jaxpapers.analytic.afcl:run",
     "acu": "jaxpapers.analytic.acu:run",
     "deepafl": "jaxpapers.analytic.deepafl:run",
+    "aptshield": "jaxpapers.security.provenance.aptshield:run",
 }
 
 
