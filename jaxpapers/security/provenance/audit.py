@@ -36,7 +36,7 @@ Deliberate choices:
   ... comm exe [subj] key``) is the same for every call of a process, so it is
   parsed and fully checked (a field without ``=`` or a repeated key, also one
   of the head's, is malformed) once per distinct text and cached (4096
-  entries); the head (``arch syscall success exit a0 a1 a2 a3 items``) is read by
+  entries of at most 2048 characters); the head (``arch syscall success exit a0 a1 a2 a3 items``) is read by
   position once its anchors ``syscall=``, ``success=`` and ``items=`` are where
   the kernel puts them (a field added or missing moves them; the other keys of
   the head are not compared). A record in another layout (no ``success``, an
@@ -389,7 +389,7 @@ def _parse_syscall(body: str, cache: dict) -> tuple:
     stay hex text (converted by the few handlers that use them); ``ret`` is None
     when the record has no ``exit=`` (``exit_group``). The subject part (from
     ``ppid=`` to the end) repeats for every call of a process, so its parse is
-    cached in ``cache`` (cleared when it reaches 4096 entries).
+    cached in ``cache`` (parts up to 2048 characters; cleared at 4096 entries).
     """
     t = body.split(" ", 9)
     if len(t) == 10 and t[8][:6] == "items=":
@@ -398,7 +398,7 @@ def _parse_syscall(body: str, cache: dict) -> tuple:
         subj = cache.get(tail)
         if subj is None:
             subj = _subject(tail)
-            if subj is not None:
+            if subj is not None and len(tail) <= 2048:
                 if len(cache) >= 4096:
                     cache.clear()
                 cache[tail] = subj
@@ -440,28 +440,46 @@ def _parse_syscall(body: str, cache: dict) -> tuple:
     )
 
 
+_ITEMS = {f"item={i}": i for i in range(16)}
+
+
 def _parse_path(body: str) -> tuple[int, str, str]:
-    """A PATH body → ``(item, name, nametype)``."""
-    sp = body.find(" ")
-    if body[:5] != "item=" or sp < 0 or body[sp + 1 : sp + 6] != "name=":
-        f = _fields(body)
-        if "item" not in f or "name" not in f:
-            raise _Malformed("missing_field")
-        return int(f["item"]), _text(f["name"]), f.get("nametype", "")
-    item = int(body[5:sp])
-    end = body.find(" ", sp + 6)
-    if end < 0:
-        return item, _text(body[sp + 6 :]), ""
-    name = _text(body[sp + 6 : end])
-    k = body.find(" nametype=", end - 1)
-    if k < 0:
-        return item, name, ""
-    k += 10
-    e = body.find(" ", k)
-    nametype = body[k:e] if e >= 0 else body[k:]
-    if body.find(" nametype=", k) >= 0 or body.find(" name=", end - 1) >= 0:
-        raise _Malformed("duplicate_key")
-    return item, name, nametype
+    """A PATH body → ``(item, name, nametype)``.
+
+    Fast path for the kernel's order (``item name ... nametype ...``); otherwise
+    a general split. A repeated ``name``/``nametype`` is malformed.
+    """
+    t = body.split(" ", 2)
+    if len(t) == 3 and t[1][:5] == "name=":
+        item = _ITEMS.get(t[0])
+        if item is None:
+            if t[0][:5] != "item=":
+                raise _Malformed("missing_field")
+            item = int(t[0][5:])
+        name = t[1][5:]
+        if name[:1] == '"' and name[-1:] == '"' and len(name) >= 2:
+            name = name[1:-1]
+        else:
+            name = _text(name)
+        rest = t[2]
+        k = rest.find("nametype=")
+        if k < 0:
+            nametype = ""
+        else:
+            if k and rest[k - 1] != " ":
+                raise _Malformed("bad_field")
+            k += 9
+            e = rest.find(" ", k)
+            nametype = rest[k:e] if e >= 0 else rest[k:]
+            if rest.find(" nametype=", k) >= 0:
+                raise _Malformed("duplicate_key")
+        if rest.startswith("name=") or rest.find(" name=") >= 0:
+            raise _Malformed("duplicate_key")
+        return item, name, nametype
+    f = _fields(body)
+    if "item" not in f or "name" not in f:
+        raise _Malformed("missing_field")
+    return int(f["item"]), _text(f["name"]), f.get("nametype", "")
 
 
 def _one(body: str, key: str) -> str:
@@ -520,7 +538,7 @@ def _ts_seq(key: str) -> tuple[float, int] | None:
         seq = int(seq_s)
     except ValueError:
         return None
-    if not colon or not 0.0 <= ts < 1e12 or seq < 0:
+    if not colon or not 0.0 <= ts < 1e12 or seq < 0 or len(key) > 64:
         return None
     return ts, seq
 
@@ -1048,14 +1066,28 @@ def parse_audit(
       max_open_events: events being assembled at once; beyond it the oldest is
         emitted as it is.
       max_processes: process states kept (least-recently-used evicted beyond).
-      max_line: longer lines are malformed (``too_long``).
+      max_line: longer lines (counting a newline) are malformed (``too_long``).
 
-    Yields:
-      Events, in the order their system calls were assembled.
+    Returns:
+      An iterator of Events, in the order their system calls were assembled.
+
+    Raises:
+      ValueError: a bound below 1.
     """
-    if max_open_events < 1 or max_processes < 1:
-        raise ValueError("max_open_events and max_processes must be >= 1")
+    if max_open_events < 1 or max_processes < 1 or max_line < 1:
+        raise ValueError("max_open_events, max_processes and max_line must be >= 1")
     st = stats if stats is not None else ParseStats()
+    return _parse(lines, st, max_open_events, max_processes, max_line)
+
+
+def _parse(
+    lines: Iterable[str | bytes],
+    st: ParseStats,
+    max_open_events: int,
+    max_processes: int,
+    max_line: int,
+) -> Iterator[Event]:
+    """The generator behind :func:`parse_audit`."""
     tracker = _Tracker(st, max_processes)
     emit = tracker.emit
     bad = st.bad
@@ -1069,8 +1101,7 @@ def parse_audit(
     n_lines = n_records = 0
     used = _USED
     try:
-        for line in lines:
-            n_lines += 1
+        for n_lines, line in enumerate(lines, 1):  # noqa: B007 (n_lines is read at the end)
             if type(line) is not str:
                 if not isinstance(line, bytes | bytearray):
                     bad("not_text")
@@ -1141,7 +1172,7 @@ def parse_audit(
                     seq = int(seq_s)
                 except ValueError:
                     ts = -1.0
-                if not colon or not 0.0 <= ts < 1e12 or seq < 0:
+                if not colon or not 0.0 <= ts < 1e12 or seq < 0 or len(key) > 64:
                     bad("bad_header")
                     continue
                 g = last_g = groups[key] = _Group(ts, seq)

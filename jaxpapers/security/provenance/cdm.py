@@ -70,7 +70,7 @@ _AVRO_TAGS = frozenset(
     ("string", "long", "int", "boolean", "double", "float", "bytes", "array", "map", "null")
 )
 
-# CDM event type → (op, op on a net flow) ; None: the object decides (see _object_op).
+# CDM event type → op (then adjusted to the object's type by _ON_SOCKET / _ON_OTHER).
 _EVENT_OPS = {
     "EVENT_FORK": "fork",
     "EVENT_CLONE": "fork",
@@ -93,8 +93,6 @@ _EVENT_OPS = {
 _ON_SOCKET = {"read": "recv", "write": "send"}
 _ON_OTHER = {"send": "write", "recv": "read"}
 _NO_TIME = -(1 << 64)  # "no timestampNanos" (outside the int64 range of real ones)
-
-
 _KEPT = frozenset(
     ("Subject", "Principal", "FileObject", "NetFlowObject", "UnnamedPipeObject", "MemoryObject")
 )
@@ -107,7 +105,7 @@ class _Bad(Exception):
 def _u(v):
     """Unwraps Avro union values: ``{"long": 5}`` → 5, ``{"...UUID": "u"}`` → "u"."""
     while type(v) is dict and len(v) == 1:
-        (k, inner), *_ = v.items()
+        ((k, inner),) = v.items()
         if k in _AVRO_TAGS or "." in k:
             v = inner
         else:
@@ -392,7 +390,7 @@ def parse_cdm(
             if type(datum) is not dict or len(datum) != 1:
                 st.bad("no_record_type")
                 continue
-            (key, rec), *_ = datum.items()
+            ((key, rec),) = datum.items()
             rtype = key.rpartition(".")[2]
             if "." not in key or type(rec) is not dict:
                 st.bad("no_record_type")

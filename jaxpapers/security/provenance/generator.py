@@ -862,6 +862,9 @@ class _Sim:
     def run(self) -> Iterator[list[tuple]]:
         """Runs the activities in time order; yields the events of each burst."""
         heap, end = self.heap, self.end
+        if self.out:  # the boot
+            yield self.out
+            self.out = []
         while heap:
             t, _, gen = heap[0]
             if t >= end:

@@ -670,6 +670,8 @@ def test_unknown_syscalls_and_records_are_counted():
         ("type=SYSCALL something", "bad_header"),
         ("type=SYSCALL msg=audit(abc:1): arch=1", "bad_header"),
         ("type=SYSCALL msg=audit(nan:1): arch=1", "bad_header"),
+        ("type=SYSCALL msg=audit(" + "0" * 80 + "1.5:1): arch=1", "bad_header"),
+        ("type=PATH msg=audit(1.5:-1): item=0", "bad_header"),
         (syscall(1, 0).replace("pid=100", "pid=abc"), "bad_value"),
         (syscall(1, 0).replace('comm="sh"', 'comm="sh'), "unterminated_quote"),
         (syscall(1, 0) + " pid=5 pid=6", "duplicate_key"),
@@ -684,6 +686,13 @@ def test_malformed_lines_are_counted_by_reason(line, reason):
     events, stats = parse([line, *open_file(2, "/ok")])
     assert events == [E(2, "read", "file", "/ok")]
     assert stats.malformed_by_reason == {reason: 1} and counts_add_up(stats)
+
+
+def test_bounds_below_one_are_refused_at_once():
+    with pytest.raises(ValueError):
+        parse_audit([], max_open_events=0)
+    with pytest.raises(ValueError):
+        parse_audit([], max_processes=0)
 
 
 def test_bytes_lines_and_blank_lines():

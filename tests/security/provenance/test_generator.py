@@ -554,8 +554,44 @@ def test_nginx_restart_and_log_rotation():
     new = accepting - old
     assert old and new  # old workers served before the restart, new ones after
     assert all(not rp.procs[p]["alive"] for p in old)
-    # after each rotation, every live worker writes to the new access.log
-    renames = [i for i in rp.info.values() if i.nr == 82 and i.obj == "/var/log/nginx/access.log.1"]
-    assert len(renames) >= 2
-    writes = [i for i in rp.info.values() if i.nr == 1 and i.obj == "/var/log/nginx/access.log"]
-    assert len({i.pid for i in writes}) >= 3
+    # after each rotation of access.log, the master and each worker reopen it
+    serials = sorted(rp.info)
+    rotations = [
+        s
+        for s in serials
+        if rp.info[s].nr == 82 and rp.info[s].obj == "/var/log/nginx/access.log.1"
+    ]
+    assert len(rotations) >= 2
+    for k, s0 in enumerate(rotations):
+        s1 = rotations[k + 1] if k + 1 < len(rotations) else serials[-1] + 1
+        reopened = {
+            rp.info[s].pid
+            for s in serials
+            if s0 < s < s1
+            and rp.info[s].nr == 257
+            and rp.info[s].exe == "/usr/sbin/nginx"
+            and rp.info[s].obj == "/var/log/nginx/access.log"
+        }
+        assert len(reopened) == 1 + cfg.nginx_workers
+
+
+def test_no_activity_still_boots():
+    cfg = gen.HostConfig(
+        duration_s=60.0,
+        web_rps=0,
+        ssh_per_hour=0,
+        cron_php_period_s=0,
+        logrotate_period_s=0,
+        backup_period_s=0,
+        apt_period_s=0,
+        ci_poll_s=0,
+        attacks=(),
+    )
+    lines, truth = gen.generate(cfg, 0)
+    lines = list(lines)
+    assert truth.n_lines == len(lines) > 0 and truth.attacks == []
+    rp = Replay(group(lines), truth)
+    assert not rp.errors, rp.errors
+    assert {"/usr/sbin/nginx", "/usr/sbin/sshd", "/usr/sbin/cron"} <= {
+        i.exe for i in rp.info.values() if i.nr == 59
+    }
