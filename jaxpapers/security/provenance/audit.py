@@ -270,13 +270,13 @@ def _raw_bytes(v: str) -> bytes | None:
     """An audit text value as bytes: quoted, or bare uppercase hex; None if unknown."""
     if v[:1] == '"':
         if len(v) >= 2 and v[-1] == '"':
-            return v[1:-1].encode("utf-8", "surrogateescape")
+            return v[1:-1].encode("utf-8", "surrogatepass")
         raise _Malformed("unterminated_quote")
     if not v or v == "(null)" or v == "?":
         return None
     if not len(v) & 1 and _HEX.issuperset(v):
         return bytes.fromhex(v)
-    return v.encode("utf-8", "surrogateescape")
+    return v.encode("utf-8", "surrogatepass")
 
 
 def _text(v: str) -> str:
@@ -1101,7 +1101,7 @@ def _parse(
     n_lines = n_records = 0
     used = _USED
     try:
-        for n_lines, line in enumerate(lines, 1):  # noqa: B007 (n_lines is read at the end)
+        for n_lines, line in enumerate(lines, 1):  # noqa: B007 (read in `finally`)
             if type(line) is not str:
                 if not isinstance(line, bytes | bytearray):
                     bad("not_text")
@@ -1110,6 +1110,16 @@ def _parse(
             if len(line) > max_line:
                 bad("too_long")
                 continue
+            if line.startswith("type=EOE msg=audit(") and last_g is not None:
+                # Fast path: the EOE of the event being assembled.
+                if line.startswith(last_key, 19) and line.startswith("):", 19 + len(last_key)):
+                    del groups[last_key]
+                    g, last_g = last_g, None
+                    n_records += 1
+                    ev = emit(g)
+                    if ev is not None:
+                        yield ev
+                    continue
             if not line.startswith("type="):
                 if line.startswith("node="):
                     line = line.partition(" ")[2]
@@ -1216,7 +1226,15 @@ def _parse(
                         raise _Malformed("group_too_large")
                     g.paths += (_parse_path(body),)
                 elif rtype == "CWD":
-                    g.cwd = _text(_one(body, "cwd="))
+                    if (
+                        body[:5] == 'cwd="'
+                        and body[-1] == '"'
+                        and len(body) > 5
+                        and " " not in body
+                    ):
+                        g.cwd = body[5:-1]
+                    else:
+                        g.cwd = _text(_one(body, "cwd="))
                 elif rtype == "EXECVE":
                     size = g.size = g.size + len(body)
                     if size > group_budget:

@@ -678,6 +678,7 @@ def test_unknown_syscalls_and_records_are_counted():
         ("type=SYSCALL msg=audit(1.0:1): arch=c000003e pid=1", "missing_field"),
         (rec("PATH", 1, 'item=0 name="/a" nametype=NORMAL nametype=CREATE'), "duplicate_key"),
         (rec("SOCKADDR", 1, "saddr=ZZ"), "bad_hex"),
+        (rec("CWD", 1, 'cwd="'), "unterminated_quote"),
         (rec("FD_PAIR", 1, "fd0=3"), "bad_value"),
         (rec("EXECVE", 1, "argc=1 a0"), "bad_field"),
     ],
@@ -686,6 +687,15 @@ def test_malformed_lines_are_counted_by_reason(line, reason):
     events, stats = parse([line, *open_file(2, "/ok")])
     assert events == [E(2, "read", "file", "/ok")]
     assert stats.malformed_by_reason == {reason: 1} and counts_add_up(stats)
+
+
+def test_lone_surrogates_in_str_input_are_replaced_not_raised():
+    lines = open_file(1, "/a\ud800", title='"sh\udc00"', comm='"s\ud800"')
+    lines += event(2, 59, rec("EXECVE", 2, 'argc=1 a0="x\ud800"'), path(2, 0, '"/bin/x"'))
+    events, stats = parse(lines)
+    assert [e.op for e in events] == ["read", "execve"]
+    assert events[0].cmdline == "sh\ufffd\ufffd\ufffd" and events[1].cmdline.startswith("x")
+    assert stats.malformed == 0
 
 
 def test_bounds_below_one_are_refused_at_once():
