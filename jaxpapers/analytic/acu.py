@@ -38,7 +38,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from jaxpapers import linalg
 from jaxpapers.analytic import buffer as buffer_lib
@@ -117,16 +116,12 @@ def retrain(x: jax.Array, y: jax.Array, gamma: float) -> jax.Array:
 def accuracy(w, x, labels) -> float:
     if len(labels) == 0:
         return float("nan")
-    pred = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST).argmax(-1)
-    return float(jnp.mean(pred == jnp.asarray(labels)))
+    return float(np.mean(features_lib.classify(x, w) == np.asarray(labels)))
 
 
 def run(config, workdir: str) -> dict:
     """Registry entry: continual learning over the phases, then unlearning requests."""
-    feats = features_lib.prepare(config, workdir)
-    logging.info("features: %s", feats.info)
-    with jax.enable_x64(bool(config.analytic.float64)):
-        return _run(config, feats, workdir)
+    return features_lib.run_with_features(config, workdir, _run)
 
 
 def _run(config, feats: features_lib.Features, workdir: str) -> dict:
@@ -220,7 +215,7 @@ def _run(config, feats: features_lib.Features, workdir: str) -> dict:
 
 
 def _per_class(w, x, labels, num_classes):
-    pred = np.asarray(jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST).argmax(-1))
+    pred = features_lib.classify(x, w)
     return [
         float(np.mean(pred[labels == c] == c)) if np.any(labels == c) else float("nan")
         for c in range(num_classes)

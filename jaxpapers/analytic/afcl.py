@@ -107,8 +107,7 @@ def weights(server: AFCLServer, gamma: float) -> jax.Array:
 
 
 def predict(x: np.ndarray, w: jax.Array, buffer_w) -> np.ndarray:
-    feats = buffer_lib.expand(jnp.asarray(x, w.dtype), buffer_w)
-    return np.asarray(jnp.matmul(feats, w, precision=jax.lax.Precision.HIGHEST).argmax(-1))
+    return features_lib.classify(buffer_lib.expand(jnp.asarray(x, w.dtype), buffer_w), w)
 
 
 def run_stream(config, feats: features_lib.Features, *, writer=None) -> dict:

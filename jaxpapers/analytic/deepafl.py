@@ -43,7 +43,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 
 from jaxpapers import federated, linalg
 from jaxpapers.analytic import features as features_lib
@@ -251,10 +250,7 @@ def afl_weights(blocks, mesh, num_classes: int, reg: float, *, dtype=None):
 
 def run(config, workdir: str) -> dict:
     """Registry entry: DeepAFL vs single-layer AFL, federated vs centralized."""
-    feats = features_lib.prepare(config, workdir)
-    logging.info("features: %s", feats.info)
-    with jax.enable_x64(bool(config.analytic.float64)):
-        return _run(config, feats, workdir)
+    return features_lib.run_with_features(config, workdir, _run)
 
 
 def _run(config, feats: features_lib.Features, workdir: str) -> dict:
@@ -285,9 +281,7 @@ def _run(config, feats: features_lib.Features, workdir: str) -> dict:
     logits = predict(model, phi_test, cfg.activation)
     accs = [float(np.mean(np.asarray(z.argmax(-1)) == feats.test_labels)) for z in logits]
     w_afl = afl_weights(blocks, mesh, num_classes, cfg.reg, dtype=dtype)
-    afl_acc = float(
-        np.mean(np.asarray(jnp.matmul(phi_test, w_afl).argmax(-1)) == feats.test_labels)
-    )
+    afl_acc = float(np.mean(features_lib.classify(phi_test, w_afl) == feats.test_labels))
 
     with metrics_lib.MetricWriter(workdir) as writer:
         for t, (acc, obj, gap) in enumerate(zip(accs, diag["objective"], gaps)):

@@ -26,6 +26,7 @@ import math
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -332,3 +333,20 @@ def from_arrays(
         phases,
         {"dataset": "user"},
     )
+
+
+def classify(x, w) -> np.ndarray:
+    """Predicted classes of a linear head: ``argmax(x @ w)`` at full precision, on the host."""
+    return np.asarray(jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST).argmax(-1))
+
+
+def run_with_features(config, workdir: str, body):
+    """Registry-entry scaffold: ``body(config, features, workdir)`` in the configured precision.
+
+    Prepares (or loads the cached) features, logs what they are, and runs
+    ``body`` under ``jax.enable_x64(config.analytic.float64)``.
+    """
+    feats = prepare(config, workdir)
+    logging.info("features: %s", feats.info)
+    with jax.enable_x64(bool(config.analytic.float64)):
+        return body(config, feats, workdir)

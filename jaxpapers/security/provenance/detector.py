@@ -116,7 +116,7 @@ class StreamingDetector:
       min_tactics: tactics an entity's labels must cover to raise an alarm.
       reduce: apply redundant-semantics skipping (``False`` processes every event
         fully: the reference the tests compare with).
-      record: keep every edge in the graph (for batch mode and pictures).
+      record: keep every edge in the graph (:meth:`ProvenanceGraph.edges`).
       max_cache: entries of the redundancy cache before it is cleared (bounded
         memory; clearing only costs skipping opportunities).
       on_change: optional ``f(index, event)`` called for every event that changed
@@ -151,13 +151,6 @@ class StreamingDetector:
         self._cache: dict[tuple, list] = {}
         self._tactics: dict[int, int] = {}
         self._bits = [1 << self.rules.labels.index(r.label) for r in self.rules.rules]
-        self._technique_of = [self.rules.tactic_of[i] for i in range(len(self.rules.labels))]
-        # batch-mode trace of every event (record=True)
-        self._record = record
-        self._trace_subj = []
-        self._trace_obj = []
-        self._trace_flow = []
-        self._trace_matches: list[tuple[int, int]] = []
 
     # -- per-event ---------------------------------------------------------------
     def tactic_count(self, mask: int) -> int:
@@ -185,12 +178,6 @@ class StreamingDetector:
                 if len(self._cache) >= self.max_cache:
                     self._cache.clear()
                 self._cache[key] = entry
-        if self._record:
-            self._trace_subj.append(subject)
-            self._trace_obj.append(obj)
-            self._trace_flow.append(flow)
-            for r in entry[0]:
-                self._trace_matches.append((index, r))
         labels = self.labels
         s = labels.get(subject, 0)
         o = labels.get(obj, 0) if obj >= 0 else 0
@@ -270,14 +257,7 @@ class StreamingDetector:
         self._alerted.add(node)
         info = self.graph.describe(node)
         names = self.rules.names(mask)
-        tactics = sorted(
-            {
-                self.rules.tactics[self._technique_of[i]]
-                for i in range(len(self.rules.labels))
-                if mask >> i & 1 and self._technique_of[i] >= 0
-            },
-            key=self.rules.tactics.index,
-        )
+        tactics = self.rules.tactic_names(mask)
         alert = Alert(node, info.pid, info.name, info.cmdline, event.ts, index, names, tactics)
         self.alerts.append(alert)
         return alert
@@ -317,20 +297,6 @@ class StreamingDetector:
                         nxt.append(cause.src)
             frontier = nxt
         return seen, out
-
-    def batch_input(self) -> BatchInput:
-        """The recorded event trace (``record=True``) for :func:`batch_labels`."""
-        if not self._record:
-            raise ValueError("build the detector with record=True to run the batch mode")
-        matches = np.asarray(self._trace_matches, np.int32).reshape(-1, 2)
-        return BatchInput(
-            subj=np.asarray(self._trace_subj, np.int32),
-            obj=np.asarray(self._trace_obj, np.int32),
-            flow=np.asarray(self._trace_flow, np.int8),
-            match_event=matches[:, 0],
-            match_rule=matches[:, 1],
-            num_nodes=self.graph.num_nodes,
-        )
 
 
 # -- batch mode (JAX) -------------------------------------------------------------

@@ -139,13 +139,14 @@ class RuleSet:
         """Bitmask of the labels that are ATT&CK techniques (not internal tags)."""
         return sum(1 << i for i, t in enumerate(self.tactic_of) if t >= 0)
 
+    def tactic_names(self, mask: int) -> list[str]:
+        """The distinct tactics the labels in ``mask`` cover, in kill-chain order."""
+        seen = {t for i, t in enumerate(self.tactic_of) if t >= 0 and mask >> i & 1}
+        return [self.tactics[t] for t in sorted(seen)]
+
     def tactic_count(self, mask: int) -> int:
         """How many distinct tactics the labels in ``mask`` cover."""
-        seen = 0
-        for i, t in enumerate(self.tactic_of):
-            if t >= 0 and mask >> i & 1:
-                seen |= 1 << t
-        return seen.bit_count()
+        return len(self.tactic_names(mask))
 
     def names(self, mask: int) -> list[str]:
         """The label names in ``mask``."""
