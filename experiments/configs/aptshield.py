@@ -34,7 +34,7 @@ def get_config(variant: str = "default"):
     c.data.truth = ""  # optional truth JSON (the generator's format)
     c.detect = ml_collections.ConfigDict()
     c.detect.rules = ""  # a rule table in attack_rules.toml's format ("" = the shipped one)
-    c.detect.min_tactics = 3  # tactics an entity's labels must cover to raise an alarm
+    c.detect.min_tactics = 4  # tactics an entity's labels must cover (detector docstring)
     c.detect.reduce = True  # redundant-semantics skipping (pruning is always on)
     c.detect.batch = True  # also run the JAX batch mode and compare its labels
     c.detect.max_objects = 1 << 20  # unlabelled object nodes kept (LRU beyond)

@@ -1120,6 +1120,17 @@ def _parse(
                     if ev is not None:
                         yield ev
                     continue
+            elif line.startswith("type=PROCTITLE msg=audit(") and last_g is not None:
+                # Fast path: the plain hex title of the event being assembled (a
+                # quoted or unusual one takes the general path below).
+                at = 25 + len(last_key)
+                if line.startswith(last_key, 25) and line.startswith("): proctitle=", at):
+                    title = line[at + 13 :].rstrip()
+                    if title and title[0] != '"' and " " not in title:
+                        last_g.title = title
+                        seen_title = True
+                        n_records += 1
+                        continue
             if not line.startswith("type="):
                 if line.startswith("node="):
                     line = line.partition(" ")[2]

@@ -33,9 +33,10 @@ Operations (the information-flow direction used by detection is in
 
 Object naming (the graph's node keys): files by absolute normalised path;
 sockets by ``"ip:port"`` of the remote end (``"unix:<path>"`` for AF_UNIX);
-pipes by ``"pipe:<id>"`` (audit: ``pipe:[inode]`` when known, else
-``pipe:<pid>:<fd pair>``; CDM: the object UUID); memfds by ``"memfd:<name>"``;
-processes by pid (``"proc:<pid>"`` keys are built by the graph).
+pipes by ``"pipe:<id>"`` (audit: ``pipe:<pid>:<fd0>:<fd1>`` from the creating
+call's ``FD_PAIR``, since audit logs no pipe inode; CDM: the object UUID);
+memfds by ``"memfd:<name>"`` (audit: ``memfd:<pid>:<fd>``); processes are
+identified by the graph (a node per fork instance), not by name.
 """
 
 from __future__ import annotations

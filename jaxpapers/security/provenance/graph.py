@@ -12,6 +12,23 @@ in the stream. Node identity:
 * an **object** is its type and name (``file:/etc/passwd``,
   ``socket:45.33.1.2:443``, ``pipe:...``, ``memfd:...``).
 
+Information flows along an edge as :data:`~.events.FLOW` says, with three
+exceptions (each a documented choice against dependency explosion, and the
+same in streaming and batch mode since both take the flow code from here):
+
+* a **failed** system call (``Event.ok`` false) moves no data: its flow code is
+  0 (its rules still fire: an attempted credential read is a signal), and a
+  failed ``execve`` leaves the process's image, command line and epoch as
+  they were;
+* **devices** (files under ``/dev/`` other than ``/dev/shm/`` and
+  ``/dev/mqueue/``: terminals, ``/dev/null``, ``/dev/urandom``) take no labels
+  from writes: what a process prints on a terminal is not what the next
+  process reads from it (keyboard input), and ``/dev/null`` keeps nothing;
+* **remote sockets** (any address but ``unix:`` and loopback) take no labels
+  from sends: the data leaves the host and does not come back to the next
+  local process that talks to the same server (a git server every CI job
+  and every developer contacts would otherwise join them all).
+
 Node ids are small ints handed out in order of first appearance. The graph
 keeps what the detector needs to stay bounded on an unbounded log: exited
 processes leave the pid map, and unlabelled object nodes can be evicted
@@ -35,6 +52,18 @@ OP_CODE = {op: i for i, op in enumerate(OPS)}
 # flow code: 0 none, 1 object → subject ("in"), 2 subject → object ("out")
 _FLOW_CODE = {"": 0, "in": 1, "out": 2, "both": 3}
 FLOW_CODE = {op: _FLOW_CODE[FLOW[op]] for op in OPS}
+
+
+_LOCAL_PREFIXES = ("unix:", "127.", "[::1]:", "::1:")
+
+
+def is_sink(obj_type: str, name: str) -> bool:
+    """Whether an object takes no labels from writes (see the module docstring)."""
+    if obj_type == "file":
+        return name.startswith("/dev/") and not name.startswith(("/dev/shm/", "/dev/mqueue/"))
+    if obj_type == "socket":
+        return not name.startswith(_LOCAL_PREFIXES)
+    return False
 
 
 @dataclasses.dataclass
@@ -68,6 +97,7 @@ class ProvenanceGraph:
         self._epoch: dict[int, int] = {}  # process node -> exec count
         self._objects: OrderedDict[str, int] = OrderedDict()  # key -> node id (LRU)
         self.pinned: set[int] = set()  # nodes that must keep their id (labelled)
+        self.sinks: set[int] = set()  # object nodes that take no labels from writes
         self.info: dict[int, NodeInfo] = {}
         self.nodes_created = 0
         self.processes_created = 0
@@ -119,6 +149,8 @@ class ProvenanceGraph:
         if node is None:
             node = self._new(NodeInfo(event.obj_type, event.obj, first_ts=event.ts))
             self._objects[key] = node
+            if is_sink(event.obj_type, event.obj):
+                self.sinks.add(node)
             if len(self._objects) > self.max_objects:
                 self._evict()
         else:
@@ -132,6 +164,7 @@ class ProvenanceGraph:
             if node not in self.pinned:
                 del self._objects[key]
                 self.info.pop(node, None)
+                self.sinks.discard(node)
 
     @property
     def live_processes(self) -> int:
@@ -168,17 +201,23 @@ class ProvenanceGraph:
                 self._pid[child_pid] = subject
         elif op == "execve":
             obj = self.object(event)
-            self._epoch[subject] = self._epoch.get(subject, 0) + 1
-            info = self.info.get(subject)
-            if info is not None:
-                info.name, info.cmdline = event.obj, event.cmdline or info.cmdline
+            if event.ok:
+                self._epoch[subject] = self._epoch.get(subject, 0) + 1
+                info = self.info.get(subject)
+                if info is not None:
+                    info.name, info.cmdline = event.obj, event.cmdline or info.cmdline
         elif op == "exit":
             if self._pid.get(event.pid) == subject:
                 del self._pid[event.pid]
             self._epoch.pop(subject, None)
         elif event.obj_type:
             obj = self.object(event)
-        flow = FLOW_CODE[op] if obj >= 0 else 0
+        if obj < 0 or not event.ok:
+            flow = 0
+        else:
+            flow = FLOW_CODE[op]
+            if flow == 2 and obj in self.sinks:
+                flow = 0
         self.edges_seen += 1
         if self.record and obj >= 0:
             src, dst = (obj, subject) if flow == 1 else (subject, obj)

@@ -19,6 +19,7 @@ not count towards an alarm.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -89,7 +90,11 @@ def remote_class(obj: str) -> str:
     """
     if obj.startswith("unix:"):
         return "internal"
-    host = obj.rsplit(":", 1)[0].strip("[]") if ":" in obj else obj
+    return _host_class(obj.rsplit(":", 1)[0].strip("[]") if ":" in obj else obj)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # hosts repeat across ports and connections
+def _host_class(host: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -160,7 +165,7 @@ class RuleSet:
         exe = event.exe
         if self.trusted is not None and exe and self.trusted.search(exe):
             return ()
-        remote = remote_class(event.obj) if event.obj_type == "socket" else ""
+        remote = None  # classified only when a rule asks
         out = []
         for i in indices:
             r = self.rules[i]
@@ -174,8 +179,11 @@ class RuleSet:
                 continue
             if r.object_not is not None and r.object_not.search(event.obj):
                 continue
-            if r.remote and remote != r.remote:
-                continue
+            if r.remote:
+                if remote is None:
+                    remote = remote_class(event.obj) if event.obj_type == "socket" else ""
+                if remote != r.remote:
+                    continue
             if r.mode_exec and not _mode_sets_exec(event.arg):
                 continue
             out.append(i)

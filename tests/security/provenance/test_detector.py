@@ -11,11 +11,10 @@ RULES = rules_lib.load_rules()
 _TS = [1_700_000_000.0]
 
 
-def ev(op, pid, exe, obj_type="", obj="", *, arg="", cmdline="", ppid=1):
+def ev(op, pid, exe, obj_type="", obj="", *, arg="", cmdline="", ppid=1, ok=True):
     _TS[0] += 0.001
-    return Event(
-        _TS[0], 0, op, pid, ppid, 0, exe, exe.rsplit("/", 1)[-1], cmdline, obj_type, obj, "", arg
-    )
+    comm = exe.rsplit("/", 1)[-1]
+    return Event(_TS[0], 0, op, pid, ppid, 0, exe, comm, cmdline, obj_type, obj, "", arg, ok)
 
 
 def web_exploit():
@@ -80,8 +79,13 @@ def labels_by_name(detector):
     }
 
 
+def test_default_threshold_alarms_on_the_dropped_tool_only():
+    alerts = list(det.StreamingDetector().run(web_exploit()))
+    assert [(a.pid, len(a.tactics)) for a in alerts] == [(203, 4)]
+
+
 def test_web_exploit_chain_raises_one_alarm_with_the_chain_tactics():
-    d = det.StreamingDetector()
+    d = det.StreamingDetector(min_tactics=3)
     alerts = list(d.run(web_exploit()))
     # curl (shell of a web service that drops a tool), chmod, and the dropped tool
     assert [a.pid for a in alerts] == [201, 202, 203]
@@ -134,10 +138,49 @@ def test_transfer_is_time_respecting():
     assert 2 not in labels and labels[3] == {"T1082"}
 
 
+def test_devices_and_remote_sockets_take_no_labels_from_writes():
+    events = [
+        ev("execve", 1, "/bin/bash", "file", "/usr/bin/id"),  # T1082
+        ev("write", 1, "/usr/bin/id", "file", "/dev/pts/0"),  # printed on a terminal
+        ev("send", 1, "/usr/bin/id", "socket", "10.0.3.15:443"),  # sent to a git server
+        ev("send", 1, "/usr/bin/id", "socket", "unix:/run/app.sock"),  # local IPC
+        ev("write", 1, "/usr/bin/id", "file", "/dev/shm/buf"),  # shared memory is a file
+        ev("read", 2, "/bin/bash", "file", "/dev/pts/0"),  # keyboard input
+        ev("recv", 3, "/usr/bin/git", "socket", "10.0.3.15:443"),
+        ev("recv", 4, "/usr/bin/app", "socket", "unix:/run/app.sock"),
+        ev("read", 5, "/usr/bin/app", "file", "/dev/shm/buf"),
+    ]
+    d = det.StreamingDetector()
+    list(d.run(events))
+    labels = labels_by_name(d)
+    assert set(labels) == {1, 4, 5}
+    assert labels[4] == labels[5] == {"T1082"}
+    arrival, _ = det.batch_labels(det.collect(events))
+    assert det.masks_from_arrival(arrival) == d.labels
+
+
+def test_failed_calls_move_no_data_but_rules_still_fire():
+    events = [
+        ev("execve", 1, "/bin/sh", "file", "/usr/bin/id"),  # T1082
+        ev("write", 1, "/usr/bin/id", "file", "/tmp/a", ok=False),
+        ev("read", 2, "/bin/cat", "file", "/tmp/a"),
+        ev("read", 3, "/usr/bin/python3", "file", "/etc/shadow", ok=False),  # denied: attempted
+        ev("execve", 4, "/bin/sh", "file", "/usr/bin/uname", ok=False),  # ENOENT
+    ]
+    d = det.StreamingDetector()
+    list(d.run(events))
+    labels = labels_by_name(d)
+    assert 2 not in labels
+    assert labels[3] == {"T1003.008"}
+    assert labels[4] == {"T1082"}  # the attempt is a signal
+    node = d.graph._pid[4]
+    assert d.graph.describe(node).name == "/bin/sh" and d.graph.epoch(node) == 0
+
+
 def random_stream(rng, n):
     """Random events over a small universe, so rules fire and events repeat."""
     exes = ["/bin/sh", "/usr/bin/curl", "/usr/sbin/nginx", "/tmp/x", "/usr/bin/id", "/bin/cat"]
-    files = ["/tmp/x", "/tmp/.h/y", "/etc/passwd", "/etc/shadow", "/etc/cron.d/j", "/var/log/a"]
+    files = ["/tmp/x", "/tmp/.h/y", "/etc/passwd", "/etc/shadow", "/etc/cron.d/j", "/dev/pts/0"]
     socks = ["45.1.1.1:80", "10.0.0.2:22", "unix:/run/s", "203.0.113.5:443"]
     pipes = ["pipe:1", "pipe:2"]
     ops = ["read", "write", "recv", "send", "connect", "chmod", "execve", "fork", "exit", "unlink"]
@@ -151,7 +194,7 @@ def random_stream(rng, n):
         if op in ("read", "write"):
             kind = "pipe" if rng.random() < 0.2 else "file"
             obj = pipes[rng.integers(2)] if kind == "pipe" else files[rng.integers(len(files))]
-            out.append(ev(op, pid, exe, kind, obj))
+            out.append(ev(op, pid, exe, kind, obj, ok=rng.random() > 0.1))
         elif op in ("recv", "send", "connect"):
             out.append(ev(op, pid, exe, "socket", socks[rng.integers(len(socks))]))
         elif op == "chmod":
@@ -159,7 +202,8 @@ def random_stream(rng, n):
         elif op == "unlink":
             out.append(ev(op, pid, exe, "file", files[rng.integers(len(files))]))
         elif op == "execve":
-            out.append(ev(op, pid, exe, "file", exes[rng.integers(len(exes))]))
+            image = exes[rng.integers(len(exes))]
+            out.append(ev(op, pid, exe, "file", image, ok=rng.random() > 0.1))
         elif op == "fork" and len(live) < 8:
             out.append(ev(op, pid, exe, "process", str(next_pid)))
             live.append(next_pid)
