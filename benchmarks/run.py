@@ -1,6 +1,7 @@
-r"""Runs the CTR benchmarks, prints the tables and writes the results as JSON.
+r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield]
+                           [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
                            [--wait_for_idle=SECONDS]
@@ -10,6 +11,11 @@ Entries: ``ipnn_train_step``, ``deepctr_torch_pnn_train_step``,
 ``torch_fgcnn_port_train_step``, ``ipnn_breakdown``, ``fgcnn_breakdown``
 (default: all). The JAX and PyTorch matmul references
 always run. Progress goes to stderr, the tables to stdout.
+
+Suite ``analytic``: entries ``gram``, ``acu``, ``afcl``. Suite ``aptshield``
+(not in the default list: it writes a 234 MB log first): entries ``streaming``
+and ``batch``; ``--aptshield_memory_gb=N`` adds the bounded-memory run on an
+N GB log; ``--aptshield_dir`` is where the logs are written (and reused).
 """
 
 from __future__ import annotations
@@ -57,7 +63,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train steps traced with jax.profiler per breakdown",
     )
     p.add_argument(
-        "--suite", default="ctr,analytic", help="benchmark suites to run: ctr and/or analytic"
+        "--suite",
+        default="ctr,analytic",
+        help="benchmark suites to run: ctr, analytic and/or aptshield",
+    )
+    p.add_argument(
+        "--aptshield_dir",
+        default="",
+        help="where the aptshield suite writes its simulated logs (default: "
+        "$TMPDIR/jaxpapers_bench/aptshield)",
+    )
+    p.add_argument(
+        "--aptshield_memory_gb",
+        type=float,
+        default=0.0,
+        help="also stream a log of about this many GB and sample memory (0: skip)",
     )
     p.add_argument(
         "--out", default="", help="JSON output (one suite only; default results/<suite>.json)"
@@ -99,11 +119,14 @@ def main(argv=None) -> int:
         ).strip()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # after XLA_FLAGS is set: JAX reads it on import
-    from benchmarks import analytic, ctr, harness  # pylint: disable=g-import-not-at-top
+    from benchmarks import analytic, aptshield, ctr, harness  # pylint: disable=g-import-not-at-top
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    if not set(suites) <= {"ctr", "analytic"}:
-        print(f"error: --suite takes ctr and/or analytic, got {args.suite!r}", file=sys.stderr)
+    if not set(suites) <= {"ctr", "analytic", "aptshield"}:
+        print(
+            f"error: --suite takes ctr, analytic and/or aptshield, got {args.suite!r}",
+            file=sys.stderr,
+        )
         return 2
     only = [o.strip() for o in args.only.split(",") if o.strip()]
     command = " ".join(["python -m benchmarks.run"] + list(sys.argv[1:] if argv is None else argv))
@@ -123,8 +146,15 @@ def main(argv=None) -> int:
                     threads=args.threads or None,
                     profile_steps=args.profile_steps,
                 )
-            else:
+            elif suite == "analytic":
                 results, tables = analytic.run(rounds=args.breakdown_iters, only=only)
+            else:
+                results, tables = aptshield.run(
+                    rounds=args.breakdown_iters,
+                    only=only,
+                    directory=args.aptshield_dir or aptshield.DEFAULT_DIR,
+                    memory_gb=args.aptshield_memory_gb,
+                )
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -38,6 +38,7 @@ def get_config(variant: str = "default"):
     c.detect.reduce = True  # redundant-semantics skipping (pruning is always on)
     c.detect.batch = True  # also run the JAX batch mode and compare its labels
     c.detect.max_objects = 1 << 20  # unlabelled object nodes kept (LRU beyond)
+    c.detect.max_labelled = 1 << 20  # labelled nodes kept (oldest inactive forgotten beyond)
     c.lock()
     if variant == "tiny":
         c.data.preset = "tiny"

@@ -136,6 +136,7 @@ def run(config, workdir: str) -> dict:
         min_tactics=config.detect.min_tactics,
         reduce=config.detect.reduce,
         max_objects=config.detect.max_objects,
+        max_labelled=config.detect.max_labelled,
     )
     detector.graph.watch_pids = attack_pids
     writer = metrics_lib.MetricWriter(workdir)
@@ -168,7 +169,7 @@ def run(config, workdir: str) -> dict:
         "nonviable_events": s.nonviable,
         "kept_edges": s.kept,
         "nodes": detector.graph.nodes_created,
-        "kept_nodes": len(detector.kept_nodes),
+        "kept_nodes": detector.kept_nodes,
         "alerts": len(detector.alerts),
         "stream_seconds": seconds,
         "malformed_lines": getattr(stats, "malformed", 0),

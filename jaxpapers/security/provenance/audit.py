@@ -382,6 +382,13 @@ def _subject(tail: str) -> tuple[int, int, int, str, str] | None:
     return int(f["ppid"]), int(f["pid"]), int(f["uid"]), _text(f["comm"]), _text(f["exe"])
 
 
+# whole-field lookups for the most common values of the SYSCALL head (a miss
+# falls back to slicing and int(): same result)
+_NR_FIELD = {f"syscall={i}": i for i in range(512)}
+_A0_FIELD = {f"a0={i:x}": i for i in range(4096)}
+_EXIT_FIELD = {f"exit={i}": i for i in range(-133, 4096)}
+
+
 def _parse_syscall(body: str, cache: dict) -> tuple:
     """A SYSCALL body → ``(nr, ok, ret, a0, a1, a2, items, ppid, pid, uid, comm, exe)``.
 
@@ -403,18 +410,26 @@ def _parse_syscall(body: str, cache: dict) -> tuple:
                     cache.clear()
                 cache[tail] = subj
         # Anchors: a field added or missing anywhere in the head moves one of them.
-        if subj is not None and t[1][:8] == "syscall=" and t[2][:8] == "success=":
-            a0 = int(t[4][3:], 16) & 0xFFFFFFFF
-            items = t[8]
-            return (
-                int(t[1][8:]),
-                t[2] != "success=no",
-                int(t[3][5:]),
-                a0 - 0x100000000 if a0 & 0x80000000 else a0,
-                t[5][3:],
-                t[6][3:],
-                0 if items == "items=0" else int(items[6:]),
-            ) + subj
+        # The common small values are looked up whole (no slice, no int()).
+        if subj is not None and t[2][:8] == "success=":
+            nr = _NR_FIELD.get(t[1])
+            if nr is None and t[1][:8] == "syscall=":
+                nr = int(t[1][8:])
+            if nr is not None:
+                a0 = _A0_FIELD.get(t[4])
+                if a0 is None:
+                    a0 = _fd(int(t[4][3:], 16))
+                ret = _EXIT_FIELD.get(t[3])
+                items = t[8]
+                return (
+                    nr,
+                    t[2] != "success=no",
+                    int(t[3][5:]) if ret is None else ret,
+                    a0,
+                    t[5][3:],
+                    t[6][3:],
+                    0 if items == "items=0" else int(items[6:]),
+                ) + subj
     cut = body.find("\x1d")  # enriched (interpreted) fields follow a GS byte
     if cut >= 0:
         body = body[:cut].rstrip(" ")
@@ -559,22 +574,26 @@ def _argv(argc: int, args: dict[int, object]) -> str:
 
 # --- state ----------------------------------------------------------------------
 class _Group:
-    """The records of one system call seen so far (class attributes are the defaults)."""
+    """The records of one system call seen so far."""
 
-    sc = None  # the parsed SYSCALL
-    paths: tuple[tuple[int, str, str], ...] = ()  # (item, name, nametype)
-    cwd = ""
-    argc = -1
-    args: dict[int, object] | None = None
-    saddr: bytes | None = None
-    fdpair: tuple[int, int] | None = None
-    title: str | None = None  # the raw PROCTITLE value
-    mmap_fd = -1
-    size = 0
+    __slots__ = (
+        "ts", "seq", "sc", "paths", "cwd", "argc", "args", "saddr", "fdpair", "title",
+        "mmap_fd", "size",
+    )  # fmt: skip
 
     def __init__(self, ts: float, seq: int):
         self.ts = ts
         self.seq = seq
+        self.sc: tuple | None = None  # the parsed SYSCALL
+        self.paths: tuple[tuple[int, str, str], ...] = ()  # (item, name, nametype)
+        self.cwd = ""
+        self.argc = -1
+        self.args: dict[int, object] | None = None
+        self.saddr: bytes | None = None
+        self.fdpair: tuple[int, int] | None = None
+        self.title: str | None = None  # the raw PROCTITLE value
+        self.mmap_fd = -1
+        self.size = 0
 
 
 class _Proc:
@@ -1110,48 +1129,57 @@ def _parse(
             if len(line) > max_line:
                 bad("too_long")
                 continue
-            if line.startswith("type=EOE msg=audit(") and last_g is not None:
-                # Fast path: the EOE of the event being assembled.
-                if line.startswith(last_key, 19) and line.startswith("):", 19 + len(last_key)):
-                    del groups[last_key]
-                    g, last_g = last_g, None
-                    n_records += 1
-                    ev = emit(g)
-                    if ev is not None:
-                        yield ev
-                    continue
-            elif line.startswith("type=PROCTITLE msg=audit(") and last_g is not None:
-                # Fast path: the plain hex title of the event being assembled (a
-                # quoted or unusual one takes the general path below).
-                at = 25 + len(last_key)
-                if line.startswith(last_key, 25) and line.startswith("): proctitle=", at):
-                    title = line[at + 13 :].rstrip()
-                    if title and title[0] != '"' and " " not in title:
-                        last_g.title = title
-                        seen_title = True
-                        n_records += 1
-                        continue
-            if not line.startswith("type="):
-                if line.startswith("node="):
-                    line = line.partition(" ")[2]
-                if not line.startswith("type="):
-                    if not line or line.isspace():
-                        st.blank += 1
-                    else:
-                        bad("no_type")
-                    continue
-            head, _, rest = line.partition(" msg=audit(")
-            key, sep, body = rest.partition("):")
-            if not sep:
-                bad("bad_header")
-                continue
-            rtype = head[5:]
-            if rtype not in used:
-                if _ts_seq(key) is None:
+            if line.startswith("type=SYSCALL msg=audit("):
+                # Fast header: the most common record (same cut as the general one).
+                end = line.find("):", 23)
+                if end < 0:
                     bad("bad_header")
-                else:
-                    n_records += 1
-                continue
+                    continue
+                rtype, key, body = "SYSCALL", line[23:end], line[end + 2 :]
+            else:
+                if line.startswith("type=EOE msg=audit(") and last_g is not None:
+                    # Fast path: the EOE of the event being assembled.
+                    at = 19 + len(last_key)
+                    if line.startswith(last_key, 19) and line.startswith("):", at):
+                        del groups[last_key]
+                        g, last_g = last_g, None
+                        n_records += 1
+                        ev = emit(g)
+                        if ev is not None:
+                            yield ev
+                        continue
+                elif line.startswith("type=PROCTITLE msg=audit(") and last_g is not None:
+                    # Fast path: the plain hex title of the event being assembled (a
+                    # quoted or unusual one takes the general path below).
+                    at = 25 + len(last_key)
+                    if line.startswith(last_key, 25) and line.startswith("): proctitle=", at):
+                        title = line[at + 13 :].rstrip()
+                        if title and title[0] != '"' and " " not in title:
+                            last_g.title = title
+                            seen_title = True
+                            n_records += 1
+                            continue
+                if not line.startswith("type="):
+                    if line.startswith("node="):
+                        line = line.partition(" ")[2]
+                    if not line.startswith("type="):
+                        if not line or line.isspace():
+                            st.blank += 1
+                        else:
+                            bad("no_type")
+                        continue
+                head, _, rest = line.partition(" msg=audit(")
+                key, sep, body = rest.partition("):")
+                if not sep:
+                    bad("bad_header")
+                    continue
+                rtype = head[5:]
+                if rtype not in used:
+                    if _ts_seq(key) is None:
+                        bad("bad_header")
+                    else:
+                        n_records += 1
+                    continue
 
             # A new key: the previous event may be complete (logs without EOE).
             if key != last_key:
@@ -1296,23 +1324,6 @@ def _open_text(path: str | os.PathLike) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
 
 
-def _file_lines(f: io.TextIOBase, limit: int) -> Iterator[str]:
-    """A file's lines, each read at most ``limit`` characters at a time.
-
-    A longer line is yielded once as its first ``limit`` characters (so the parser
-    counts it as too long) and the rest of it is skipped without being kept.
-    """
-    readline = partial(f.readline, limit)
-    for line in iter(readline, ""):
-        if len(line) == limit and line[-1] != "\n":
-            yield line
-            for rest in iter(readline, ""):
-                if rest[-1] == "\n":
-                    break
-            continue
-        yield line
-
-
 def _paths(path_or_paths) -> list:
     if isinstance(path_or_paths, str | bytes | os.PathLike):
         return [path_or_paths]
@@ -1325,13 +1336,27 @@ def read_lines(path_or_paths, max_line: int = 65536) -> Iterator[str]:
     Lines longer than ``max_line`` are yielded truncated to ``max_line + 2``
     characters (still too long for the parsers) without reading them whole.
     """
+    limit = max_line + 2
     for path in _paths(path_or_paths):
         with _open_text(path) as f:
-            yield from _file_lines(f, max_line + 2)
+            # one generator from file to parser (a line costs one hop), each line
+            # read at most `limit` characters at a time: a longer one is yielded
+            # once as its first `limit` characters (too long for the parsers) and
+            # the rest of it is skipped without being kept
+            readline = partial(f.readline, limit)
+            for line in iter(readline, ""):
+                yield line
+                if len(line) == limit and line[-1] != "\n":
+                    for rest in iter(readline, ""):
+                        if rest[-1] == "\n":
+                            break
 
 
 def read_audit(path_or_paths, **kwargs) -> Iterator[Event]:
     """Events of one or more audit log files (plain or ``.gz``), lazily.
+
+    Files are opened as the iterator reaches them (a missing one raises then);
+    a bad keyword argument raises at once.
 
     Args:
       path_or_paths: a path or a sequence of paths, parsed as one stream in the
@@ -1339,8 +1364,8 @@ def read_audit(path_or_paths, **kwargs) -> Iterator[Event]:
         audit.log``) so process state carries over.
       **kwargs: :func:`parse_audit`'s keyword arguments.
 
-    Yields:
-      Events.
+    Returns:
+      An iterator of Events.
     """
     max_line = kwargs.get("max_line", 65536)
-    yield from parse_audit(read_lines(path_or_paths, max_line), **kwargs)
+    return parse_audit(read_lines(path_or_paths, max_line), **kwargs)

@@ -419,8 +419,8 @@ def read_cdm(paths, **kwargs) -> Iterator[Event]:
       paths: a path or a sequence of paths, parsed as one stream in the order given.
       **kwargs: :func:`parse_cdm`'s keyword arguments.
 
-    Yields:
-      Events.
+    Returns:
+      An iterator of Events (files are opened as it reaches them).
     """
     max_line = kwargs.get("max_line", 1 << 20)
-    yield from parse_cdm(read_lines(paths, max_line), **kwargs)
+    return parse_cdm(read_lines(paths, max_line), **kwargs)

@@ -31,7 +31,8 @@ firings that led to it, traced backwards (:meth:`StreamingDetector.explain`).
 **Reduction** (exact — it never changes a label):
 
 * *redundant-semantics skipping*: an event with the same op, subject (and
-  subject image), object and argument as an earlier one is skipped when
+  subject image: executable and command line), object and argument as an
+  earlier one is skipped when
   neither endpoint's labels changed since that earlier event was processed —
   its rules and its transfer would then add nothing (label union is
   idempotent). Repeated reads of a library, writes to a log, polls of a socket
@@ -42,6 +43,13 @@ firings that led to it, traced backwards (:meth:`StreamingDetector.explain`).
   pruned. Unlabelled exited processes leave the state at once.
 
 ``reduction_ratio`` is the fraction of events removed by the two steps.
+
+**Bounded memory.** Besides the graph's bounds (:mod:`.graph`), the
+redundancy cache is cleared beyond ``max_cache`` entries (costing only skipping
+opportunities), a node keeps at most one :class:`Cause` per label it gained,
+and beyond ``max_labelled`` labelled nodes the oldest labelled objects and
+exited processes are forgotten (``ReductionStats.evicted_labelled``; the one
+approximation: a label forgotten this way no longer flows).
 
 **Batch mode** (:func:`batch_labels`): the same semantics as a fixed point over
 the whole edge list in JAX. With ``arrival[n, l]`` the index of the event at
@@ -107,6 +115,7 @@ class ReductionStats:
     nonviable: int = 0  # edges pruned: could never carry a label
     kept: int = 0
     label_changes: int = 0  # events that changed some node's labels
+    evicted_labelled: int = 0  # labelled nodes forgotten beyond max_labelled
 
     @property
     def reduction_ratio(self) -> float:
@@ -124,6 +133,9 @@ class StreamingDetector:
       record: keep every edge in the graph (:meth:`ProvenanceGraph.edges`).
       max_cache: entries of the redundancy cache before it is cleared (bounded
         memory; clearing only costs skipping opportunities).
+      max_objects: unlabelled object nodes the graph keeps (LRU beyond).
+      max_labelled: labelled nodes kept; beyond it the oldest labelled objects
+        and exited processes are forgotten (module docstring).
       on_change: optional ``f(index, event)`` called for every event that changed
         a label (tests use it).
     """
@@ -137,10 +149,14 @@ class StreamingDetector:
         record: bool = False,
         max_cache: int = 1 << 20,
         max_objects: int = 1 << 20,
+        max_labelled: int = 1 << 20,
         on_change=None,
     ):
         if min_tactics < 1:
             raise ValueError(f"min_tactics must be >= 1; got {min_tactics}")
+        if min(max_cache, max_objects, max_labelled) < 1:
+            raise ValueError("max_cache, max_objects and max_labelled must be >= 1")
+        self.max_labelled = max_labelled
         self.rules = rules or rules_lib.load_rules()
         self.min_tactics = min_tactics
         self.reduce = reduce
@@ -152,7 +168,8 @@ class StreamingDetector:
         self.alerts: list[Alert] = []
         self._alerted: set[int] = set()
         self.stats = ReductionStats()
-        self.kept_nodes: set[int] = set()
+        self._kept = bytearray()  # bitmap over node ids: has a kept edge
+        self.kept_nodes = 0
         self._cache: dict[tuple, list] = {}
         self._tactics: dict[int, int] = {}
         self._bits = [1 << self.rules.labels.index(r.label) for r in self.rules.rules]
@@ -174,7 +191,7 @@ class StreamingDetector:
         key = None
         entry = None
         if op not in _NO_CACHE_OPS:
-            key = (op, subject, self.graph.epoch(subject), obj, event.arg)
+            key = (op, subject, obj, event.arg, event.exe, event.cmdline)
             entry = self._cache.get(key)
         if entry is None:
             matches = self.rules.static_matches(event)
@@ -218,9 +235,9 @@ class StreamingDetector:
                 self._forget(subject)
             return None
         stats.kept += 1
-        self.kept_nodes.add(subject)
+        self._keep(subject)
         if obj >= 0:
-            self.kept_nodes.add(obj)
+            self._keep(obj)
         alert = None
         changed = False
         if o2 != o:
@@ -253,10 +270,37 @@ class StreamingDetector:
             stats.label_changes += 1
             if self.on_change is not None:
                 self.on_change(index, event)
+            if len(labels) > self.max_labelled:
+                self._evict_labelled()
         return alert
+
+    def _keep(self, node: int) -> None:
+        kept = self._kept
+        byte, bit = node >> 3, 1 << (node & 7)
+        if byte >= len(kept):
+            kept.extend(bytes(max(byte + 1 - len(kept), 4096)))
+        if not kept[byte] & bit:
+            kept[byte] |= bit
+            self.kept_nodes += 1
 
     def _forget(self, node: int) -> None:
         self.graph.info.pop(node, None)
+
+    def _evict_labelled(self) -> None:
+        """Forgets the oldest eighth of the labelled objects and exited processes."""
+        live = self.graph.live_nodes()
+        budget = len(self.labels) // 8 + 1
+        for node in list(self.labels):  # insertion order: first labelled first
+            if budget == 0:
+                break
+            if node in live:
+                continue
+            budget -= 1
+            del self.labels[node]
+            self.causes.pop(node, None)
+            self.graph.pinned.discard(node)
+            self._forget(node)
+            self.stats.evicted_labelled += 1
 
     def _alarm(self, node: int, mask: int, event: Event, index: int) -> Alert:
         self._alerted.add(node)
@@ -334,7 +378,7 @@ def collect(events: Iterable[Event], rules: rules_lib.RuleSet | None = None) -> 
         subj.append(s)
         obj.append(o)
         flow.append(f)
-        key = (event.op, s, graph.epoch(s), o, event.arg)
+        key = (event.op, s, o, event.arg, event.exe, event.cmdline)
         m = cache.get(key) if event.op not in _NO_CACHE_OPS else None
         if m is None:
             m = rules_.static_matches(event)

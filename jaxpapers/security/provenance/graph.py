@@ -166,6 +166,10 @@ class ProvenanceGraph:
                 self.info.pop(node, None)
                 self.sinks.discard(node)
 
+    def live_nodes(self) -> set[int]:
+        """The nodes of the processes alive now."""
+        return set(self._pid.values())
+
     @property
     def live_processes(self) -> int:
         return len(self._pid)

@@ -233,7 +233,7 @@ def test_reduction_never_drops_an_event_that_changes_a_label(seed):
     s = reduced.stats
     assert s.kept + s.redundant + s.nonviable == s.events
     assert s.kept <= full.stats.kept <= s.events  # edges never grow under reduction
-    assert len(reduced.kept_nodes) <= len(full.kept_nodes) <= reduced.graph.num_nodes
+    assert reduced.kept_nodes <= full.kept_nodes <= reduced.graph.num_nodes
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -335,3 +335,26 @@ def test_every_shipped_rule_op_is_known_and_every_tactic_has_a_rule():
 )
 def test_remote_class(obj, expected):
     assert rules_lib.remote_class(obj) == expected
+
+
+def test_labelled_state_is_bounded_and_live_processes_keep_their_labels():
+    # one long-lived labelled process writes 500 files (each gets its labels) and
+    # 200 short-lived labelled children come and go
+    events = [ev("execve", 1, "/bin/sh", "file", "/usr/bin/id")]
+    for i in range(500):
+        events.append(ev("write", 1, "/usr/bin/id", "file", f"/tmp/out{i}"))
+        if i < 200:
+            events.append(ev("fork", 1, "/usr/bin/id", "process", str(1000 + i)))
+            events.append(ev("exit", 1000 + i, "/usr/bin/id"))
+    d = det.StreamingDetector(max_labelled=64)
+    list(d.run(events))
+    assert len(d.labels) <= 64 and d.stats.evicted_labelled >= 700 - 64
+    assert len(d.causes) <= 64 and len(d.graph.pinned) <= 64
+    assert d.labels[d.graph._pid[1]] == RULES_MASK["T1082"]  # alive: never forgotten
+    # distinct nodes with a kept edge: the shell, its image, 500 files, 200 children
+    assert d.kept_nodes == 702
+    with pytest.raises(ValueError, match="max_labelled"):
+        det.StreamingDetector(max_labelled=0)
+
+
+RULES_MASK = {name: 1 << i for i, name in enumerate(RULES.labels)}
