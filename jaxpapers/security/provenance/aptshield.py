@@ -127,6 +127,7 @@ def evaluate(alerts, truth, benign_processes: int) -> dict:
 
 def run(config, workdir: str) -> dict:
     """Registry entry (see the module docstring)."""
+    os.makedirs(workdir, exist_ok=True)
     rules = rules_lib.load_rules(config.detect.rules or None)
     stats = audit_lib.ParseStats()
     events_fn, truth = _events(config, workdir, stats)
