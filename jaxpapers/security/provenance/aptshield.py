@@ -73,8 +73,8 @@ def _files(source: str, path) -> list[str]:
     return out
 
 
-def _events(config, workdir: str, stats):
-    """The event stream and the truth (``None`` when unknown)."""
+def _events(config, workdir: str):
+    """``events(stats)`` (a fresh pass over the input each call) and the truth (or None)."""
     source = config.data.source
     if source == "generator":
         from jaxpapers.security.provenance import generator  # pylint: disable=g-import-not-at-top
@@ -87,7 +87,7 @@ def _events(config, workdir: str, stats):
             generator.write_log(path, host, config.seed)
         with open(truth_path, encoding="utf-8") as f:
             truth = json.load(f)
-        return (lambda: audit_lib.read_audit(path, stats=stats)), truth
+        return (lambda stats: audit_lib.read_audit(path, stats=stats)), truth
     if source not in _PATTERNS:
         raise ValueError(f"data.source must be generator, audit or cdm; got {source!r}")
     files = _files(source, config.data.path)
@@ -96,10 +96,10 @@ def _events(config, workdir: str, stats):
         with open(config.data.truth, encoding="utf-8") as f:
             truth = json.load(f)
     if source == "audit":
-        return (lambda: audit_lib.read_audit(files, stats=stats)), truth
+        return (lambda stats: audit_lib.read_audit(files, stats=stats)), truth
     from jaxpapers.security.provenance import cdm  # pylint: disable=g-import-not-at-top
 
-    return (lambda: cdm.read_cdm(files, stats=stats)), truth
+    return (lambda stats: cdm.read_cdm(files, stats=stats)), truth
 
 
 def evaluate(alerts, truth, benign_processes: int) -> dict:
@@ -130,7 +130,7 @@ def run(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     rules = rules_lib.load_rules(config.detect.rules or None)
     stats = audit_lib.ParseStats()
-    events_fn, truth = _events(config, workdir, stats)
+    events_fn, truth = _events(config, workdir)
     attack_pids = {int(p) for a in (truth or {}).get("attacks", ()) for p in a["pids"]}
     detector = det.StreamingDetector(
         rules,
@@ -146,7 +146,7 @@ def run(config, workdir: str) -> dict:
     with open(alerts_path, "w", encoding="utf-8") as alerts_file:
         feed = detector.feed
         n = 0
-        for event in events_fn():
+        for event in events_fn(stats):
             alert = feed(event)
             n += 1
             if alert is not None:
@@ -177,7 +177,7 @@ def run(config, workdir: str) -> dict:
     }
     if config.detect.batch:
         start = time.perf_counter()
-        batch = det.collect(events_fn(), rules)
+        batch = det.collect(events_fn(audit_lib.ParseStats()), rules)
         arrival, rounds = det.batch_labels(batch, rules)
         final["batch_seconds"] = time.perf_counter() - start
         final["batch_rounds"] = rounds

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from jaxpapers.core import config as config_lib
 from jaxpapers.core import registry
 
@@ -44,3 +46,27 @@ def test_paper_variant_says_where_to_put_the_logs(tmp_path):
         assert "does not exist" in str(e)
     else:
         raise AssertionError("a missing path must fail")
+
+
+def _default_run(tmp_path, seed, batch):
+    config = config_lib.load_file(CONFIG, "default")
+    config.seed = seed
+    config.detect.batch = batch
+    return registry.get("aptshield")(config, str(tmp_path))
+
+
+def test_default_host_every_attack_detected_and_no_benign_alarm(tmp_path):
+    # 3 simulated hours, ≈ 1.5M audit lines: web, cron, ssh, CI, package updates
+    final = _default_run(tmp_path, seed=0, batch=False)
+    assert final["detected_attacks"] == final["total_attacks"] == 3
+    assert final["false_alarms"] == 0 and final["benign_processes"] > 500
+    assert final["reduction_ratio"] > 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_default_host_other_seeds_with_batch_mode(tmp_path, seed):
+    final = _default_run(tmp_path, seed=seed, batch=True)
+    assert final["detected_attacks"] == final["total_attacks"] == 3
+    assert final["false_alarms"] == 0
+    assert final["batch_agrees"] is True
