@@ -1,6 +1,6 @@
 r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--suite=ctr,analytic,aptshield]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust]
                            [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
@@ -16,6 +16,12 @@ Suite ``analytic``: entries ``gram``, ``acu``, ``afcl``. Suite ``aptshield``
 (not in the default list: it writes a 234 MB log first): entries ``streaming``
 and ``batch``; ``--aptshield_memory_gb=N`` adds the bounded-memory run on an
 N GB log; ``--aptshield_dir`` is where the logs are written (and reused).
+
+Suite ``robust`` (not in the default list: a batch-128 PGD-10 through ResNet-18 takes
+tens of seconds per call on a 2-core CPU): entries ``jax_resnet18_fwd_bwd``,
+``jax_pgd10``, ``jax_pgd10_rolled``, ``torch_resnet18_fwd_bwd``,
+``torchattacks_pgd10``; ``--iters`` interleaved rounds, ``--robust_batch`` (128)
+examples. Smoke run: ``--suite=robust --robust_batch=8 --iters=1``.
 """
 
 from __future__ import annotations
@@ -65,13 +71,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--suite",
         default="ctr,analytic",
-        help="benchmark suites to run: ctr, analytic and/or aptshield",
+        help="benchmark suites to run: ctr, analytic, aptshield and/or robust",
+    )
+    p.add_argument(
+        "--robust_batch",
+        type=int,
+        default=128,
+        help="batch of the robust suite (PGD-10 through ResNet-18)",
     )
     p.add_argument(
         "--aptshield_dir",
         default="",
         help="where the aptshield suite writes its simulated logs (default: "
         "$TMPDIR/jaxpapers_bench/aptshield)",
+    )
+    p.add_argument(
+        "--aptshield_memory_caps",
+        type=int,
+        default=0,
+        help="max_objects and max_cache of the memory run (0: the detector's defaults)",
     )
     p.add_argument(
         "--aptshield_memory_gb",
@@ -95,7 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="appended to XLA_FLAGS before JAX starts (recorded in the JSON)",
     )
     args = p.parse_args(argv)
-    for name in ("batch", "iters", "breakdown_iters", "matmul_n", "profile_steps"):
+    for name in ("batch", "iters", "breakdown_iters", "matmul_n", "profile_steps", "robust_batch"):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
     return args
@@ -119,12 +137,18 @@ def main(argv=None) -> int:
         ).strip()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # after XLA_FLAGS is set: JAX reads it on import
-    from benchmarks import analytic, aptshield, ctr, harness  # pylint: disable=g-import-not-at-top
+    from benchmarks import (  # pylint: disable=g-import-not-at-top
+        analytic,
+        aptshield,
+        ctr,
+        harness,
+        robust,
+    )
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    if not set(suites) <= {"ctr", "analytic", "aptshield"}:
+    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust"}:
         print(
-            f"error: --suite takes ctr, analytic and/or aptshield, got {args.suite!r}",
+            f"error: --suite takes ctr, analytic, aptshield and/or robust, got {args.suite!r}",
             file=sys.stderr,
         )
         return 2
@@ -148,12 +172,21 @@ def main(argv=None) -> int:
                 )
             elif suite == "analytic":
                 results, tables = analytic.run(rounds=args.breakdown_iters, only=only)
+            elif suite == "robust":
+                results, tables = robust.run(
+                    batch=args.robust_batch,
+                    rounds=args.iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
+                    threads=args.threads or None,
+                )
             else:
                 results, tables = aptshield.run(
                     rounds=args.breakdown_iters,
                     only=only,
                     directory=args.aptshield_dir or aptshield.DEFAULT_DIR,
                     memory_gb=args.aptshield_memory_gb,
+                    memory_caps=args.aptshield_memory_caps or None,
                 )
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -166,7 +199,9 @@ def main(argv=None) -> int:
         header = (
             f"{m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), {m['date_utc']}; "
             f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch']}, "
-            f"deepctr-torch {v['deepctr-torch']}; load average {m['load_average_at_start']}"
+            f"deepctr-torch {v['deepctr-torch']}"
+            + (f", torchattacks {v['torchattacks']}" if "torchattacks" in v else "")
+            + f"; load average {m['load_average_at_start']}"
         )
         print(header)
         print()

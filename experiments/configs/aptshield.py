@@ -37,7 +37,9 @@ def get_config(variant: str = "default"):
     c.detect.min_tactics = 4  # tactics an entity's labels must cover (detector docstring)
     c.detect.reduce = True  # redundant-semantics skipping (pruning is always on)
     c.detect.batch = True  # also run the JAX batch mode and compare its labels
-    c.detect.max_objects = 1 << 20  # unlabelled object nodes kept (LRU beyond)
+    c.detect.block = 256  # events pulled from the parser at a time (1: no added latency)
+    c.detect.max_objects = 1 << 18  # unlabelled object nodes kept (LRU beyond)
+    c.detect.max_cache = 1 << 18  # redundancy-cache entries (cleared beyond)
     c.detect.max_labelled = 1 << 20  # labelled nodes kept (oldest inactive forgotten beyond)
     c.lock()
     if variant == "tiny":

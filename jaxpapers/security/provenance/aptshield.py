@@ -9,7 +9,8 @@
    list), with an optional truth JSON at ``data.truth`` in the generator's
    format (without it the attack metrics are -1).
 2. **Streaming detection** (the paper's real-time mode, one core): events are
-   parsed lazily and fed one by one to :class:`~.detector.StreamingDetector`;
+   parsed lazily, pulled in blocks of ``detect.block`` (:func:`~.detector.blocks`)
+   and fed one by one to :class:`~.detector.StreamingDetector`;
    ``events_per_second`` is end to end (parse → reduce → detect) over the whole
    log, progress logged every ``log_every`` events.
 3. **Batch detection** (``detect.batch``): the same log through the jitted JAX
@@ -137,6 +138,7 @@ def run(config, workdir: str) -> dict:
         min_tactics=config.detect.min_tactics,
         reduce=config.detect.reduce,
         max_objects=config.detect.max_objects,
+        max_cache=config.detect.max_cache,
         max_labelled=config.detect.max_labelled,
     )
     detector.graph.watch_pids = attack_pids
@@ -145,16 +147,20 @@ def run(config, workdir: str) -> dict:
     start = time.perf_counter()
     with open(alerts_path, "w", encoding="utf-8") as alerts_file:
         feed = detector.feed
-        n = 0
-        for event in events_fn(stats):
-            alert = feed(event)
-            n += 1
-            if alert is not None:
-                alerts_file.write(json.dumps(alert.as_dict()) + "\n")
-                logging.info("ALERT pid %d %s: %s", alert.pid, alert.exe, ", ".join(alert.tactics))
-            if n % config.log_every == 0:
+        next_log = config.log_every
+        for chunk in det.blocks(events_fn(stats), config.detect.block):
+            for event in chunk:
+                alert = feed(event)
+                if alert is not None:
+                    alerts_file.write(json.dumps(alert.as_dict()) + "\n")
+                    logging.info(
+                        "ALERT pid %d %s: %s", alert.pid, alert.exe, ", ".join(alert.tactics)
+                    )
+            if detector.stats.events >= next_log:
+                n = detector.stats.events
                 rate = n / (time.perf_counter() - start)
                 logging.info("%d events, %.0f events/s, %d alerts", n, rate, len(detector.alerts))
+                next_log = (n // config.log_every + 1) * config.log_every
     seconds = time.perf_counter() - start
     s = detector.stats
     processes = detector.graph.processes_created

@@ -87,7 +87,7 @@ class ProvenanceGraph:
     """
 
     def __init__(
-        self, *, record: bool = False, max_objects: int = 1 << 20, max_info: int = 1 << 20
+        self, *, record: bool = False, max_objects: int = 1 << 18, max_info: int = 1 << 20
     ):
         self.record = record
         self.max_objects = max_objects

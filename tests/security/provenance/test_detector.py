@@ -358,3 +358,14 @@ def test_labelled_state_is_bounded_and_live_processes_keep_their_labels():
 
 
 RULES_MASK = {name: 1 << i for i, name in enumerate(RULES.labels)}
+
+
+def test_blocks_keep_order_and_alerts_do_not_depend_on_the_block_size():
+    events = web_exploit() + benign()
+    assert [len(b) for b in det.blocks(events, 10)] == [10, 10, 10, 10, 2]
+    assert [e for b in det.blocks(iter(events), 7) for e in b] == events
+    runs = [[(a.pid, a.index) for a in det.StreamingDetector().run(events, block=n)]
+            for n in (1, 5, 256)]  # fmt: skip
+    assert runs[0] == runs[1] == runs[2] and runs[0]
+    with pytest.raises(ValueError, match="block size"):
+        list(det.blocks(events, 0))
