@@ -139,18 +139,6 @@ def _config_hash(config) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _augment(batch: dict, rng: np.random.Generator) -> dict:
-    """Random 4-pixel-padded crop and horizontal flip (CIFAR-style)."""
-    images = batch["image"]
-    n, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
-    dy, dx = rng.integers(0, 9, size=(2, n))
-    out = np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-    flip = rng.random(n) < 0.5
-    out[flip] = out[flip, :, ::-1]
-    return {**batch, "image": out}
-
-
 def _classifier_task(
     config,
     data: images_lib.ImageDataset,
@@ -206,7 +194,7 @@ def _classifier_task(
             b.batch_size,
             num_epochs=epochs,
             seed=config.seed,
-            transform=_augment if b.augment else None,
+            transform=images_lib.crop_flip if b.augment else None,
         ),
         eval_data={"test": pipeline.eval_batches({"image": x_test, "label": y_test}, 256)},
     )

@@ -94,6 +94,10 @@ class Task:
       eval_data: split name -> grain dataset of padded batches with a ``mask``.
       wrt: which variables the optimizer updates (an ``nnx`` filter).
       rules: logical-axis -> mesh-axis rules for parameters and batches.
+      pretrained: optional ``state -> state`` applied to a freshly initialised
+        ``{"model": State, "opt": State}`` (never to a resumed one), e.g. to load
+        pretrained teachers into a distillation model; the result is laid out
+        with the state's shardings.
     """
 
     init_model: Callable[[nnx.Rngs], nnx.Module]
@@ -105,6 +109,7 @@ class Task:
     eval_data: Mapping[str, grain.MapDataset]
     wrt: Any = nnx.Param
     rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES
+    pretrained: Callable[[Any], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,6 +400,8 @@ def train_and_evaluate(
             train_mean.load(meta.get("train_mean"))
         else:
             state, data_state = setup_.init(), None
+            if task.pretrained is not None:
+                state = jax.device_put(task.pretrained(state), setup_.shardings)
 
         def keep_event(e: dict) -> bool:
             """Events a resumed run keeps: everything written before its checkpoint."""

@@ -59,6 +59,21 @@ def as_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32)
 
 
+def crop_flip(batch: dict, rng: np.random.Generator, *, pad_mode: str = "reflect") -> dict:
+    """CIFAR-style augmentation of ``batch["image"]``: a random crop of the image
+    padded by 4 pixels (``pad_mode`` as :func:`numpy.pad`; torchvision's
+    ``RandomCrop(32, padding=4)`` is ``"constant"``), and a horizontal flip with
+    probability 1/2 (a ``transform`` for :func:`jaxpapers.data.pipeline.train_batches`)."""
+    images = batch["image"]
+    n, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode=pad_mode)
+    dy, dx = rng.integers(0, 9, size=(2, n))
+    out = np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    flip = rng.random(n) < 0.5
+    out[flip] = out[flip, :, ::-1]
+    return {**batch, "image": out}
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
     """Row indices (train, test) with ``test_fraction`` of every class in test."""
     if not 0.0 < test_fraction < 1.0:

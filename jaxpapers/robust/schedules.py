@@ -46,6 +46,7 @@ the reference, where it takes no step before epoch 51.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -338,5 +339,83 @@ def torch_sgd(
             buf = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state.momentum, buf)
         new_updates = jax.tree.map(lambda b: (-lr * b).astype(b.dtype), buf)
         return new_updates, TorchSGDState(count=optax.safe_increment(state.count), momentum=buf)
+
+    return optax.GradientTransformation(init, update)
+
+
+class SGDGroup(NamedTuple):
+    """One parameter group of :func:`torch_sgd_groups` (a PyTorch ``param_group``)."""
+
+    learning_rate: float | optax.Schedule
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    freeze_while_zero_lr: bool = False
+
+
+def torch_sgd_groups(
+    groups: dict[str, SGDGroup], label_fn: Callable[[Any], Any]
+) -> optax.GradientTransformation:
+    """:func:`torch_sgd` with one set of hyperparameters per parameter group.
+
+    ``label_fn(params)`` returns a tree of group names shaped like ``params``;
+    each leaf is updated by its group's rule, with one shared step count (the
+    schedules read it). This is what CIARD does with two PyTorch optimizers
+    (the student's and the robust teacher's), written as one transformation
+    whose state holds only arrays — ``optax.multi_transform`` would put
+    ``MaskedNode`` placeholders in the optimizer state, which ``nnx.Optimizer``
+    wraps into variables that sharding and checkpointing cannot handle.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = torch_sgd_groups(
+      ...     {"a": SGDGroup(0.1, momentum=0.0, weight_decay=0.0),
+      ...      "b": SGDGroup(0.0, momentum=0.0, weight_decay=0.0)},
+      ...     lambda p: {"a": "a", "b": "b"})
+      >>> params = {"a": jnp.ones(2), "b": jnp.ones(2)}
+      >>> updates, _ = tx.update(params, tx.init(params), params)
+      >>> [float(updates[k][0]) for k in "ab"]
+      [-0.1, -0.0]
+    """
+    if not groups:
+        raise ValueError("torch_sgd_groups needs at least one group")
+    for name, g in groups.items():
+        if not isinstance(g, SGDGroup):
+            raise ValueError(f"group {name!r} must be an SGDGroup; got {type(g).__name__}")
+        if not callable(g.learning_rate):
+            _check_rate(f"{name}.learning_rate", g.learning_rate)
+        _check_rate(f"{name}.momentum", g.momentum)
+        _check_rate(f"{name}.weight_decay", g.weight_decay)
+
+    def group_of(label) -> SGDGroup:
+        if label not in groups:
+            raise ValueError(f"label_fn gave {label!r}; groups are {sorted(groups)}")
+        return groups[label]
+
+    def init(params: Any) -> TorchSGDState:
+        return TorchSGDState(
+            count=jnp.zeros((), jnp.int32),
+            momentum=jax.tree.map(jnp.zeros_like, params),
+        )
+
+    def update(updates: Any, state: TorchSGDState, params: Any = None) -> tuple[Any, TorchSGDState]:
+        if params is None:
+            raise ValueError("torch_sgd_groups needs params in update()")
+        labels = label_fn(params)
+
+        def one(label, g, buf, p):
+            group = group_of(label)
+            lr = group.learning_rate
+            lr = lr(state.count) if callable(lr) else jnp.asarray(lr)
+            g = g + group.weight_decay * p if group.weight_decay else g
+            new = group.momentum * buf + g
+            if group.freeze_while_zero_lr:
+                new = jnp.where(lr == 0, buf, new)
+            return (-lr * new).astype(new.dtype), new
+
+        pairs = jax.tree.map(one, labels, updates, state.momentum, params)
+        is_pair = lambda x: isinstance(x, tuple)  # noqa: E731
+        new_updates = jax.tree.map(lambda t: t[0], pairs, is_leaf=is_pair)
+        momentum = jax.tree.map(lambda t: t[1], pairs, is_leaf=is_pair)
+        return new_updates, TorchSGDState(optax.safe_increment(state.count), momentum)
 
     return optax.GradientTransformation(init, update)

@@ -197,3 +197,21 @@ def test_loop_config_and_data_errors(tmp_path, mesh1):
         train.train_and_evaluate(
             _task(num_epochs=4), _loop(num_steps=40), workdir=str(tmp_path), mesh=mesh1
         )
+
+
+def test_pretrained_hook_loads_weights_into_a_fresh_state_only(tmp_path, mesh8):
+    w = np.zeros((16, 1), np.float32)
+    calls = []
+
+    def pretrained(state):
+        calls.append(1)
+        state["model"]["out"]["kernel"][...] = jnp.asarray(w)
+        state["model"]["out"]["bias"][...] = jnp.full((1,), 7.0)
+        return state
+
+    task = dataclasses.replace(_task(lr=0.0), pretrained=pretrained)  # lr 0: nothing moves
+    results = train.train_and_evaluate(task, _loop(num_steps=8), workdir=str(tmp_path), mesh=mesh8)
+    y = _data(300, 2)["y"]
+    np.testing.assert_allclose(results["test"]["mse"], np.mean((7.0 - y) ** 2), rtol=1e-5)
+    again = train.train_and_evaluate(task, _loop(num_steps=8), workdir=str(tmp_path), mesh=mesh8)
+    assert calls == [1] and again["test"]["mse"] == results["test"]["mse"]  # resumed: not reloaded
