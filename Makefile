@@ -22,6 +22,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	# torchattacks declares torchvision (no CPU build here, never imported): no deps
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
 ## Run one paper's `default` variant end to end (PAPER=<slug> picks another).

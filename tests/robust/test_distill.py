@@ -230,3 +230,13 @@ def test_comparison_table_and_plot(tmp_path):
     assert os.path.exists(compare.plot(finals, str(tmp_path / "c.png")))
     with pytest.raises(ValueError, match="unknown methods"):
         compare.compare(config_lib.load_file(CONFIG, "tiny"), str(tmp_path), ["kd"])
+
+
+def test_paper_variant_says_where_to_put_the_data(tmp_path):
+    config = config_lib.load_file(CONFIG, "paper")
+    assert (config.data.name, config.models.student, config.models.robust_teacher) == (
+        "cifar10", "mobilenet_v2", "wrn34_10",
+    )  # fmt: skip
+    config.data.data_dir = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="cifar10"):
+        registry.get("ciard")(config, str(tmp_path / "run"))
