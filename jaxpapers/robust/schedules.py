@@ -194,7 +194,8 @@ def ciard_student_schedule(
     _check_steps(steps_per_epoch)
     _check_epochs(epochs)
     _check_rate("base_lr", base_lr)
-    start = scale_epoch(150, epochs) if decay_start is None else decay_start
+    # scaled, and kept inside the run (a 1-epoch run decays from its start)
+    start = min(scale_epoch(150, epochs), epochs - 1) if decay_start is None else decay_start
     if not isinstance(start, int) or not 0 <= start < epochs:
         raise ValueError(f"decay_start must be an int in [0, {epochs}); got {start!r}")
     span = float(epochs - start)
@@ -226,7 +227,7 @@ def ciard_teacher_schedule(
     _check_steps(steps_per_epoch)
     _check_epochs(epochs)
     _check_rate("base_lr", base_lr)
-    start = scale_epoch(50, epochs) if start_epoch is None else start_epoch
+    start = min(scale_epoch(50, epochs), epochs - 1) if start_epoch is None else start_epoch
     if not isinstance(start, int) or not 0 <= start < epochs:
         raise ValueError(f"start_epoch must be an int in [0, {epochs}); got {start!r}")
     span = float(epochs - start)

@@ -240,3 +240,13 @@ def test_input_errors():
     with pytest.raises(ValueError, match="needs params"):
         opt = S.torch_sgd(0.1)
         opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
+
+
+def test_ciard_schedules_accept_a_one_epoch_run():
+    # the scaled milestones stay inside the run; the formula ends at 0 in the last epoch
+    student = S.ciard_student_schedule(3, epochs=1)
+    teacher = S.ciard_teacher_schedule(3, epochs=1)
+    assert [float(student(i)) for i in range(3)] == [0.0] * 3
+    assert [float(teacher(i)) for i in range(3)] == [0.0] * 3
+    two = S.ciard_student_schedule(3, epochs=2)
+    assert [round(float(two(i)), 6) for i in (0, 2, 3, 5)] == [0.1, 0.1, 0.0, 0.0]
