@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxpapers.nn.wideresnet import BN_MOMENTUM, TORCH_DEFAULT_INIT, check_normalisation
+from jaxpapers.nn.wideresnet import TORCH_DEFAULT_INIT, check_normalisation, torch_bn, torch_conv
 
 # (expansion, out_channels, num_blocks, first_stride): the CIFAR configuration.
 CIFAR_CONFIG = (
@@ -77,22 +77,7 @@ def _torch_bias_init(fan_in: int):
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int, rngs: nnx.Rngs, groups: int = 1):
-    p = k // 2
-    return nnx.Conv(
-        c_in,
-        c_out,
-        kernel_size=(k, k),
-        strides=(stride, stride),
-        padding=((p, p), (p, p)),
-        feature_group_count=groups,
-        use_bias=False,
-        kernel_init=TORCH_DEFAULT_INIT,
-        rngs=rngs,
-    )
-
-
-def _bn(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(c, momentum=BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
+    return torch_conv(c_in, c_out, k, stride, rngs, groups=groups, kernel_init=TORCH_DEFAULT_INIT)
 
 
 class InvertedResidual(nnx.Module):
@@ -101,12 +86,12 @@ class InvertedResidual(nnx.Module):
     def __init__(self, c_in: int, c_out: int, expansion: int, stride: int, *, rngs: nnx.Rngs):
         planes = expansion * c_in
         self.stride = stride
-        self.conv1, self.bn1 = _conv(c_in, planes, 1, 1, rngs), _bn(planes, rngs)
+        self.conv1, self.bn1 = _conv(c_in, planes, 1, 1, rngs), torch_bn(planes, rngs)
         self.conv2 = _conv(planes, planes, 3, stride, rngs, groups=planes)
-        self.bn2 = _bn(planes, rngs)
-        self.conv3, self.bn3 = _conv(planes, c_out, 1, 1, rngs), _bn(c_out, rngs)
+        self.bn2 = torch_bn(planes, rngs)
+        self.conv3, self.bn3 = _conv(planes, c_out, 1, 1, rngs), torch_bn(c_out, rngs)
         if stride == 1 and c_in != c_out:
-            self.proj, self.proj_bn = _conv(c_in, c_out, 1, 1, rngs), _bn(c_out, rngs)
+            self.proj, self.proj_bn = _conv(c_in, c_out, 1, 1, rngs), torch_bn(c_out, rngs)
         else:
             self.proj = self.proj_bn = None
 
@@ -141,7 +126,7 @@ class MobileNetV2(nnx.Module):
         self.mean, self.std = check_normalisation(mean, std, in_channels)  # static
         self.width = float(width)
         c = scale_channels(STEM_CHANNELS, width)
-        self.stem, self.stem_bn = _conv(in_channels, c, 3, 1, rngs), _bn(c, rngs)
+        self.stem, self.stem_bn = _conv(in_channels, c, 3, 1, rngs), torch_bn(c, rngs)
         blocks = []
         for expansion, out, n, first_stride in CIFAR_CONFIG:
             c_out = scale_channels(out, width)
@@ -152,7 +137,7 @@ class MobileNetV2(nnx.Module):
                 c = c_out
         self.blocks = nnx.List(blocks)
         last = scale_channels(LAST_CHANNELS, width) if width > 1.0 else LAST_CHANNELS
-        self.conv_last, self.bn_last = _conv(c, last, 1, 1, rngs), _bn(last, rngs)
+        self.conv_last, self.bn_last = _conv(c, last, 1, 1, rngs), torch_bn(last, rngs)
         self.feature_dim = last
         self.head = nnx.Linear(
             last,

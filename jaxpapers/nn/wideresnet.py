@@ -47,7 +47,17 @@ TORCH_DEFAULT_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uni
 BN_MOMENTUM = 0.9
 
 
-def _conv(c_in: int, c_out: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
+def torch_conv(
+    c_in: int,
+    c_out: int,
+    k: int,
+    stride: int,
+    rngs: nnx.Rngs,
+    *,
+    groups: int = 1,
+    kernel_init=_CONV_INIT,
+) -> nnx.Conv:
+    """A bias-free ``k x k`` conv padded like PyTorch's ``padding=k // 2`` (both sides)."""
     p = k // 2
     return nnx.Conv(
         c_in,
@@ -55,13 +65,15 @@ def _conv(c_in: int, c_out: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Con
         kernel_size=(k, k),
         strides=(stride, stride),
         padding=((p, p), (p, p)),
+        feature_group_count=groups,
         use_bias=False,
-        kernel_init=_CONV_INIT,
+        kernel_init=kernel_init,
         rngs=rngs,
     )
 
 
-def _bn(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def torch_bn(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """PyTorch's ``BatchNorm2d`` defaults (momentum 0.1, eps 1e-5) in Flax terms."""
     return nnx.BatchNorm(c, momentum=BN_MOMENTUM, epsilon=1e-5, rngs=rngs)
 
 
@@ -80,15 +92,15 @@ class WideBlock(nnx.Module):
     """Pre-activation wide basic block (TRADES ``BasicBlock``)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, *, dropout: float, rngs: nnx.Rngs):
-        self.bn1 = _bn(c_in, rngs)
-        self.conv1 = _conv(c_in, c_out, 3, stride, rngs)
-        self.bn2 = _bn(c_out, rngs)
-        self.conv2 = _conv(c_out, c_out, 3, 1, rngs)
+        self.bn1 = torch_bn(c_in, rngs)
+        self.conv1 = torch_conv(c_in, c_out, 3, stride, rngs)
+        self.bn2 = torch_bn(c_out, rngs)
+        self.conv2 = torch_conv(c_out, c_out, 3, 1, rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
         # The reference keys the shortcut on c_in == c_out only; a stride-2 block with equal
         # widths would not run there, so adding ``stride != 1`` changes no valid network.
         if c_in != c_out or stride != 1:
-            self.shortcut = _conv(c_in, c_out, 1, stride, rngs)
+            self.shortcut = torch_conv(c_in, c_out, 1, stride, rngs)
         else:
             self.shortcut = None
 
@@ -140,7 +152,7 @@ class WideResNet(nnx.Module):
         self.depth, self.widen_factor = depth, widen_factor
         n = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
-        self.stem = _conv(in_channels, widths[0], 3, 1, rngs)
+        self.stem = torch_conv(in_channels, widths[0], 3, 1, rngs)
         blocks = []
         for group, stride in enumerate((1, 2, 2)):
             for i in range(n):
@@ -151,7 +163,7 @@ class WideResNet(nnx.Module):
                     )
                 )
         self.blocks = nnx.List(blocks)
-        self.bn = _bn(widths[3], rngs)
+        self.bn = torch_bn(widths[3], rngs)
         self.feature_dim = widths[3]
         self.head = nnx.Linear(widths[3], num_classes, kernel_init=TORCH_DEFAULT_INIT, rngs=rngs)
 
