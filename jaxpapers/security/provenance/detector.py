@@ -263,40 +263,30 @@ class StreamingDetector:
         if obj >= 0:
             self._keep(obj)
         alert = None
-        changed = False
         if o2 != o:
-            changed = True
-            labels[obj] = o2
-            self.graph.pinned.add(obj)
-            self.causes.setdefault(obj, []).append(
-                Cause(
-                    subject if flow == 2 and s2 else -1, obj, op, event.ts, index, o2 & ~o, fired_o
-                )
-            )
-            if (
-                op == "fork"
-                and obj not in self._alerted
-                and self.tactic_count(o2) >= self.min_tactics
-            ):
-                alert = self._alarm(obj, o2, event, index)
+            src = subject if flow == 2 and s2 else -1
+            # a forked child is a process: it can raise an alarm at its creation
+            alert = self._gain(obj, o, o2, src, fired_o, event, index, op == "fork")
         if s2 != s:
-            changed = True
-            labels[subject] = s2
-            self.graph.pinned.add(subject)
-            self.causes.setdefault(subject, []).append(
-                Cause(
-                    obj if flow == 1 and o2 else -1, subject, op, event.ts, index, s2 & ~s, fired_s
-                )
-            )
-            if subject not in self._alerted and self.tactic_count(s2) >= self.min_tactics:
-                alert = self._alarm(subject, s2, event, index)
-        if changed:
+            src = obj if flow == 1 and o2 else -1
+            alert = self._gain(subject, s, s2, src, fired_s, event, index, True) or alert
+        if o2 != o or s2 != s:
             stats.label_changes += 1
             if self.on_change is not None:
                 self.on_change(index, event)
             if len(labels) > self.max_labelled:
                 self._evict_labelled()
         return alert
+
+    def _gain(self, node, old, new, src, fired, event, index, alarms) -> Alert | None:
+        """Records that ``node``'s labels went from ``old`` to ``new`` (and why)."""
+        self.labels[node] = new
+        self.graph.pinned.add(node)
+        cause = Cause(src, node, event.op, event.ts, index, new & ~old, fired)
+        self.causes.setdefault(node, []).append(cause)
+        if alarms and node not in self._alerted and self.tactic_count(new) >= self.min_tactics:
+            return self._alarm(node, new, event, index)
+        return None
 
     def _keep(self, node: int) -> None:
         kept = self._kept
