@@ -965,6 +965,25 @@ class _Sim:
         if p.tag is not None:
             p.tag.last_ts = self.now
 
+    def _session_open(
+        self, p: _Proc, user: str, uid: int, exe: str, addr: str, terminal: str
+    ) -> None:
+        """A new login session for ``p``: LOGIN (audit uid and session set), USER_START."""
+        ses = self.next_ses
+        self.next_ses += 1
+        self._user(
+            "LOGIN",
+            p,
+            "",
+            raw=(
+                f"pid={p.pid} uid=0 subj=unconfined old-auid={_UNSET} auid={uid} tty=(none) "
+                f"old-ses={_UNSET} ses={ses} res=1"
+            ),
+        )
+        p.auid, p.ses = uid, ses
+        p.retail()
+        self._pam("USER_START", p, "PAM:session_open", user, exe, addr, addr, terminal)
+
     def _pam(
         self,
         typ: str,
@@ -1859,21 +1878,7 @@ class _Sim:
         c.x["user"] = user
         self._pam("USER_ACCT", c, "PAM:accounting", user, "/usr/sbin/cron", "?", "?", "cron")
         self._pam("CRED_ACQ", c, "PAM:setcred", user, "/usr/sbin/cron", "?", "?", "cron")
-        uid = USERS[user][0]
-        ses = self.next_ses
-        self.next_ses += 1
-        self._user(
-            "LOGIN",
-            c,
-            "",
-            raw=(
-                f"pid={c.pid} uid=0 subj=unconfined old-auid={_UNSET} auid={uid} tty=(none) "
-                f"old-ses={_UNSET} ses={ses} res=1"
-            ),
-        )
-        c.auid, c.ses = uid, ses
-        c.retail()
-        self._pam("USER_START", c, "PAM:session_open", user, "/usr/sbin/cron", "?", "?", "cron")
+        self._session_open(c, user, USERS[user][0], "/usr/sbin/cron", "?", "cron")
         sh = self.spawn(c, "/bin/sh", ["/bin/sh", "-c", cmd], user=user, cwd=USERS[user][2])
         return c, sh
 
@@ -2398,20 +2403,7 @@ class _Sim:
             self.read_file(priv, home + "/.ssh/authorized_keys", 750)
         self._pam("USER_ACCT", priv, "PAM:accounting", user, "/usr/sbin/sshd", ip, ip, "ssh")
         self._pam("CRED_ACQ", priv, "PAM:setcred", user, "/usr/sbin/sshd", ip, ip, "ssh")
-        ses = self.next_ses
-        self.next_ses += 1
-        self._user(
-            "LOGIN",
-            priv,
-            "",
-            raw=(
-                f"pid={priv.pid} uid=0 subj=unconfined old-auid={_UNSET} auid={uid} tty=(none) "
-                f"old-ses={_UNSET} ses={ses} res=1"
-            ),
-        )
-        priv.auid, priv.ses = uid, ses
-        priv.retail()
-        self._pam("USER_START", priv, "PAM:session_open", user, "/usr/sbin/sshd", ip, ip, "ssh")
+        self._session_open(priv, user, uid, "/usr/sbin/sshd", ip, "ssh")
         yield 0.05 + r.u() * 0.2
         pts = 0
         while pts in self.ptys:
@@ -2427,7 +2419,7 @@ class _Sim:
             priv,
             "",
             raw=(
-                f"pid={priv.pid} uid=0 auid={uid} ses={ses} subj=unconfined msg='op=login id={uid} "
+                f"pid={priv.pid} uid=0 auid={uid} ses={priv.ses} subj=unconfined msg='op=login id={uid} "
                 f'exe="/usr/sbin/sshd" hostname=? addr={ip} terminal=/dev/pts/{pts} res=success\''
             ),
         )
