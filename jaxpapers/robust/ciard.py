@@ -70,9 +70,7 @@ def _check(config) -> None:
             raise ValueError(
                 f"models.{name} must be one of {models.NAMES}; got {config.models[name]!r}"
             )
-    unknown = set(config.eval.attacks) - set(distill.EVAL_ATTACKS)
-    if unknown:
-        raise ValueError(f"eval.attacks: unknown {sorted(unknown)}; valid {distill.EVAL_ATTACKS}")
+    distill.check_attack_names(config.eval.attacks)  # before any teacher is trained
     for section, key in (("train", "epochs"), ("train", "batch_size"), ("teachers", "epochs")):
         if config[section][key] < 1:
             raise ValueError(f"{section}.{key} must be >= 1; got {config[section][key]}")

@@ -384,6 +384,13 @@ def eval_attacks(attack: AttackConfig) -> dict[str, Any]:
     }
 
 
+def check_attack_names(names: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming the valid attacks if ``names`` has an unknown one."""
+    unknown = set(names) - set(EVAL_ATTACKS)
+    if unknown:
+        raise ValueError(f"unknown evaluation attacks {sorted(unknown)}; valid: {EVAL_ATTACKS}")
+
+
 def make_eval_fn(
     attack: AttackConfig, *, seed: int, names: Sequence[str] = EVAL_ATTACKS, net: str = "student"
 ):
@@ -395,9 +402,7 @@ def make_eval_fn(
     first row, so a result does not depend on the batch it was evaluated in
     beyond that.
     """
-    unknown = set(names) - set(EVAL_ATTACKS)
-    if unknown:
-        raise ValueError(f"unknown evaluation attacks {sorted(unknown)}; valid: {EVAL_ATTACKS}")
+    check_attack_names(names)
     table = eval_attacks(attack)
 
     def eval_fn(model, batch):
