@@ -1473,6 +1473,14 @@ class _Sim:
         self.close(parent, w)
         return c, r
 
+    def feed(self, parent: _Proc, path: str, argv: list[str], **kw) -> tuple[_Proc, int]:
+        """fork + execve of a child whose stdin is a pipe from ``parent`` (the twin of
+        :meth:`capture`). Returns ``(child, write_fd)``; ``kw`` as :meth:`spawn`."""
+        r, w = self.pipe(parent)
+        c = self.spawn(parent, path, argv, stdin=r, close=(r, w), **kw)
+        self.close(parent, r)
+        return c, w
+
     def read_file(
         self, p: _Proc, path: str, size: int = 0, flags: int = O_RDONLY | O_CLOEXEC, errno: int = 0
     ) -> bool:
@@ -2312,17 +2320,13 @@ class _Sim:
 
     def _ci_job(self):
         r, runner = self.r, self.runner
-        rd, wr = self.pipe(runner)
-        bash = self.spawn(
+        bash, wr = self.feed(
             runner,
             "/bin/bash",
             ["bash", "--login"],
-            stdin=rd,
-            close=(rd, wr),
             user="gitlab-runner",
             cwd="/home/gitlab-runner/builds/shop/backend",
         )
-        self.close(runner, rd)
         self.read_file(bash, "/home/gitlab-runner/.profile", 807)
         self.write(runner, wr, 3000)
         self.read(bash, 0, 3000)
@@ -2977,9 +2981,7 @@ class _Sim:
             self.write_file(d, "pwnkit/gconv-modules", 120, mode=0o644)
             self.write_file(d, "pwnkit/pwnkit.so", 14200, mode=0o755)
             self.write_file(d, "GCONV_PATH=./pwnkit", 0, O_WRONLY | O_CREAT, 0o755)
-            rd, wr = self.pipe(d)
-            pk = self.spawn(d, "/usr/bin/pkexec", [], stdin=rd, close=(rd, wr), euid=0)
-            self.close(d, rd)
+            pk, wr = self.feed(d, "/usr/bin/pkexec", [], euid=0)
             self.read_file(pk, "pwnkit/gconv-modules", 120)
             fd = self.open(pk, "pwnkit/pwnkit.so")
             self.mmap(pk, fd)
@@ -3248,16 +3250,7 @@ class _Sim:
             a.persistence = f"{home}/.config/systemd/user/dbus-session.service"
             self.write_file(rat, a.persistence, 210, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         else:
-            rd, wr = self.pipe(rat)
-            ct = self.spawn(
-                rat,
-                "/usr/bin/crontab",
-                ["crontab", "-"],
-                stdin=rd,
-                close=(rd, wr),
-                egid=_CRONTAB_GID,
-            )
-            self.close(rat, rd)
+            ct, wr = self.feed(rat, "/usr/bin/crontab", ["crontab", "-"], egid=_CRONTAB_GID)
             self.write(rat, wr, 40)
             self.close(rat, wr)
             self.read(ct, 0, 40)
