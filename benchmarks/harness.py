@@ -564,7 +564,7 @@ def _cpu_flags() -> list[str]:
     return []
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -587,7 +587,7 @@ def machine_info() -> dict[str, Any]:
     except (ValueError, OSError, AttributeError):
         pass
     versions = {
-        d: _version(d)
+        d: package_version(d)
         for d in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "deepctr-torch")
     }
     return {

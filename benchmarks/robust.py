@@ -354,7 +354,7 @@ def torch_entries(
                 info={
                     "batch": batch,
                     "threads": threads,
-                    "torchattacks": harness._version("torchattacks"),
+                    "torchattacks": harness.package_version("torchattacks"),
                     "eps": EPS,
                 },
             )
@@ -395,7 +395,7 @@ def run(
     machine = harness.machine_info()
     have_torch = importlib.util.find_spec("torch") is not None
     have_torchattacks = have_torch and importlib.util.find_spec("torchattacks") is not None
-    machine["versions"]["torchattacks"] = harness._version("torchattacks")
+    machine["versions"]["torchattacks"] = harness.package_version("torchattacks")
     _log(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores, "
         f"load average {machine['load_average_at_start']}"
