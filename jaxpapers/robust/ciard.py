@@ -130,7 +130,7 @@ def _teacher_key(config, role: str, kind: str, model: str) -> str:
     return f"{role}_{kind}_{model}_{digest}"
 
 
-def train_teacher(config, data, images, role: str, kind: str, model: str, mesh):
+def train_teacher(config, data, images, eval_data, role: str, kind: str, model: str, mesh):
     """Trains (or restores) one teacher; returns ``(net state, its test metrics)``."""
     t = config.teachers
     directory = os.path.join(t.dir, _teacher_key(config, role, kind, model))
@@ -146,10 +146,6 @@ def train_teacher(config, data, images, role: str, kind: str, model: str, mesh):
         momentum=0.9,
         weight_decay=t.weight_decay,
     )
-    eval_data = distill.eval_datasets(
-        images_lib.as_float(data.test_images), data.test_labels,
-        batch_size=config.eval.batch_size, valid=config.eval.valid_examples,
-    )  # fmt: skip
     task = distill.teacher_task(
         kind,
         _net_factory(model, data),
@@ -210,20 +206,27 @@ def run(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     data = images_lib.load(config.data.name, data_dir=config.data.data_dir, seed=config.seed)
     images = images_lib.as_float(data.train_images)
+    eval_data = distill.eval_datasets(  # the same test set for teachers and student
+        images_lib.as_float(data.test_images),
+        data.test_labels,
+        batch_size=config.eval.batch_size,
+        valid=config.eval.valid_examples,
+    )
     mesh = mesh_lib.mesh_from_config(config.mesh)
     if not config.teachers.dir:
         with config.unlocked():
             config.teachers.dir = os.path.join(os.path.abspath(workdir), "teachers")
     method, m = config.method, config.models
     robust_state, robust_metrics = train_teacher(
-        config, data, images, "robust", config.teachers.robust_kind, m.robust_teacher, mesh
-    )
+        config, data, images, eval_data, "robust", config.teachers.robust_kind, m.robust_teacher,
+        mesh,
+    )  # fmt: skip
     loaded = {"robust_teacher": robust_state}
     final = {"method": method, "data": data.name, "eps": float(config.attack.eps)}
     final.update({f"robust_teacher_{k}": v for k, v in robust_metrics.items()})
     if method in distill.TWO_TEACHERS:
         clean_state, clean_metrics = train_teacher(
-            config, data, images, "clean", "standard", m.clean_teacher, mesh
+            config, data, images, eval_data, "clean", "standard", m.clean_teacher, mesh
         )
         loaded["clean_teacher"] = clean_state
         final.update({f"clean_teacher_{k}": v for k, v in clean_metrics.items()})
@@ -254,12 +257,7 @@ def run(config, workdir: str) -> dict:
         attack,
         rates,
         _train_batches(config, data, images, t.batch_size, t.epochs),
-        distill.eval_datasets(
-            images_lib.as_float(data.test_images),
-            data.test_labels,
-            batch_size=config.eval.batch_size,
-            valid=config.eval.valid_examples,
-        ),  # fmt: skip
+        eval_data,
         seed=config.seed,
         pretrained=distill.load_teachers(loaded),
         eval_names=tuple(config.eval.attacks),
