@@ -150,3 +150,70 @@ def close_iterator(iterator) -> None:
     close = getattr(iterator, "close", None)
     if close is not None:
         close()
+
+
+class _ScheduledEpochs:
+    """index -> batch of the source whose epoch it falls in, tagged with the source's number."""
+
+    def __init__(self, fetches: Mapping[str, _EpochBatches], epochs: list[str], tag: str):
+        self.fetches = dict(fetches)
+        self.numbers = {name: i for i, name in enumerate(fetches)}
+        self.tag = tag
+        # Global batch index -> (source, that source's own batch index).
+        self.starts, seen, start = [], dict.fromkeys(fetches, 0), 0
+        for name in epochs:
+            self.starts.append((start, name, seen[name]))
+            start += self.fetches[name].batches_per_epoch
+            seen[name] += 1
+        self.length = start
+        self._bounds = np.array([s for s, _, _ in self.starts])
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        start, name, epoch = self.starts[int(np.searchsorted(self._bounds, index, "right")) - 1]
+        fetch = self.fetches[name]
+        batch = fetch(epoch * fetch.batches_per_epoch + int(index) - start)
+        batch[self.tag] = np.full(fetch.batch_size, self.numbers[name], np.int32)
+        return batch
+
+
+def scheduled_epochs(
+    sources: Mapping[str, Arrays],
+    batch_size: int,
+    *,
+    epochs: list[str] | tuple[str, ...],
+    seed: int,
+    tag: str = "source",
+) -> grain.MapDataset:
+    """Whole epochs of several datasets in a given order, e.g. alternating fidelities.
+
+    ``epochs`` names the source of each epoch in turn (``["low", "high", "low",
+    "high", "high"]``: two alternating rounds, then a last epoch of ``high``).
+    Every batch carries ``batch[tag]``: the source's position in ``sources`` (one
+    value per row). The ``k``-th epoch of a source is that source's ``k``-th seeded
+    permutation, as in :func:`train_batches`, so the order is deterministic and a
+    resumed run sees the same batches.
+
+    >>> ds = scheduled_epochs({"a": {"x": np.zeros(4)}, "b": {"x": np.ones(2)}}, 2,
+    ...                       epochs=["a", "b", "b"], seed=0)
+    >>> [(int(ds[i]["source"][0]), float(ds[i]["x"][0])) for i in range(len(ds))]
+    [(0, 0.0), (0, 0.0), (1, 1.0), (1, 1.0)]
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not epochs:
+        raise ValueError("epochs must name at least one source")
+    unknown = sorted(set(epochs) - set(sources))
+    if unknown:
+        raise ValueError(f"epochs name unknown sources {unknown}; sources are {sorted(sources)}")
+    fetches = {}
+    for i, (name, arrays) in enumerate(sources.items()):
+        if tag in arrays:
+            raise ValueError(f"{tag!r} is reserved for the source tag")
+        fetch = _EpochBatches(arrays, batch_size, seed + 1000 * i, True, None)
+        if fetch.batches_per_epoch == 0:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than source {name!r} ({fetch.num_rows} rows)"
+            )
+        fetches[name] = fetch
+    schedule = _ScheduledEpochs(fetches, list(epochs), tag)
+    return grain.MapDataset.range(schedule.length).map(schedule)
