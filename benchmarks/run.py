@@ -1,6 +1,6 @@
 r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics]
                            [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
@@ -22,6 +22,14 @@ tens of seconds per call on a 2-core CPU): entries ``jax_resnet18_fwd_bwd``,
 ``jax_pgd10``, ``jax_pgd10_rolled``, ``torch_resnet18_fwd_bwd``,
 ``torchattacks_pgd10``; ``--iters`` interleaved rounds, ``--robust_batch`` (128)
 examples. Smoke run: ``--suite=robust --robust_batch=8 --iters=1``.
+
+Suite ``physics`` (not in the default list; issue 5, stretch bending): entries
+``generator_hf``, ``generator_lf`` (the generator's batched solve, ``--physics_gen_batch``
+samples, 512), ``ladeep_infer``, ``mlp_infer``, ``transformer_infer`` (jitted eval-mode
+forward, ``--physics_batch``, 256), ``ladeep_train``, ``mlp_train``, ``transformer_train``
+(the library's train step, ``--physics_train_batch``, 32); ``--iters`` interleaved rounds.
+Reports the HF solve time per sample over LaDEEP's inference time per sample. Smoke run:
+``--suite=physics --physics_batch=8 --physics_train_batch=8 --physics_gen_batch=8 --iters=1``.
 """
 
 from __future__ import annotations
@@ -71,13 +79,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--suite",
         default="ctr,analytic",
-        help="benchmark suites to run: ctr, analytic, aptshield and/or robust",
+        help="benchmark suites to run: ctr, analytic, aptshield, robust and/or physics",
     )
     p.add_argument(
         "--robust_batch",
         type=int,
         default=128,
         help="batch of the robust suite (PGD-10 through ResNet-18)",
+    )
+    p.add_argument(
+        "--physics_batch",
+        type=int,
+        default=256,
+        help="inference batch of the physics suite (LaDEEP and the baselines)",
+    )
+    p.add_argument(
+        "--physics_train_batch",
+        type=int,
+        default=32,
+        help="train batch of the physics suite",
+    )
+    p.add_argument(
+        "--physics_gen_batch",
+        type=int,
+        default=512,
+        help="samples per call of the physics suite's generator solve (HF and LF)",
     )
     p.add_argument(
         "--aptshield_dir",
@@ -113,7 +139,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="appended to XLA_FLAGS before JAX starts (recorded in the JSON)",
     )
     args = p.parse_args(argv)
-    for name in ("batch", "iters", "breakdown_iters", "matmul_n", "profile_steps", "robust_batch"):
+    for name in (
+        "batch",
+        "iters",
+        "breakdown_iters",
+        "matmul_n",
+        "profile_steps",
+        "robust_batch",
+        "physics_batch",
+        "physics_train_batch",
+        "physics_gen_batch",
+    ):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
     return args
@@ -142,13 +178,15 @@ def main(argv=None) -> int:
         aptshield,
         ctr,
         harness,
+        physics,
         robust,
     )
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust"}:
+    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust", "physics"}:
         print(
-            f"error: --suite takes ctr, analytic, aptshield and/or robust, got {args.suite!r}",
+            "error: --suite takes ctr, analytic, aptshield, robust and/or physics, "
+            f"got {args.suite!r}",
             file=sys.stderr,
         )
         return 2
@@ -179,6 +217,15 @@ def main(argv=None) -> int:
                     only=only,
                     matmul_n=args.matmul_n,
                     threads=args.threads or None,
+                )
+            elif suite == "physics":
+                results, tables = physics.run(
+                    batch=args.physics_batch,
+                    train_batch=args.physics_train_batch,
+                    gen_batch=args.physics_gen_batch,
+                    rounds=args.iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
                 )
             else:
                 results, tables = aptshield.run(

@@ -23,6 +23,8 @@ _EXPERIMENTS: dict[str, str | RunFn] = {
     "deepafl": "jaxpapers.analytic.deepafl:run",
     "aptshield": "jaxpapers.security.provenance.aptshield:run",
     "ciard": "jaxpapers.robust.ciard:run",
+    "ladeep": "jaxpapers.physics.ladeep:run",
+    "fildeep": "jaxpapers.physics.fildeep:run",
 }
 
 

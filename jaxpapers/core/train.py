@@ -98,6 +98,10 @@ class Task:
         ``{"model": State, "opt": State}`` (never to a resumed one), e.g. to load
         pretrained teachers into a distillation model; the result is laid out
         with the state's shardings.
+      rng_impl: PRNG implementation of the initialisation keys (None: JAX's
+        default, threefry). ``"rbg"`` compiles a model's initialisation several
+        times faster on CPU (measured: 7.6 s instead of 25 s for a tiny LaDEEP)
+        but gives other initial weights.
     """
 
     init_model: Callable[[nnx.Rngs], nnx.Module]
@@ -110,6 +114,7 @@ class Task:
     wrt: Any = nnx.Param
     rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES
     pretrained: Callable[[Any], Any] | None = None
+    rng_impl: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,14 +210,22 @@ def setup(
     rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES,
     wrt: Any = nnx.Param,
     seed: int = 0,
+    rng_impl: str | None = None,
 ) -> Setup:
-    """Builds the model abstractly, derives shardings, and jits a sharded init."""
+    """Builds the model abstractly, derives shardings, and jits a sharded init.
+
+    ``rng_impl`` picks the PRNG implementation of the initialisation keys
+    (see :class:`Task`).
+    """
+
+    def rngs():
+        return nnx.Rngs(seed if rng_impl is None else jax.random.key(seed, impl=rng_impl))
 
     def build(rngs):
         model = init_model(rngs)
         return model, nnx.Optimizer(model, optimizer, wrt=wrt)
 
-    abstract_model, abstract_opt = nnx.eval_shape(lambda: build(nnx.Rngs(seed)))
+    abstract_model, abstract_opt = nnx.eval_shape(lambda: build(rngs()))
     model_def, abstract_model_state = nnx.split(abstract_model)
     opt_def, abstract_opt_state = nnx.split(abstract_opt)
     abstract_model.eval()  # flips static flags only
@@ -222,7 +235,7 @@ def setup(
 
     @functools.partial(jax.jit, out_shardings=shardings)
     def init():
-        model, opt = build(nnx.Rngs(seed))
+        model, opt = build(rngs())
         return {"model": nnx.state(model), "opt": nnx.state(opt)}
 
     return Setup(
@@ -234,6 +247,19 @@ def setup(
         sharding_lib.batch_sharding(mesh, rules),
         init,
         wrt,
+    )
+
+
+def task_setup(task: Task, mesh: Mesh, *, seed: int = 0) -> Setup:
+    """:func:`setup` for ``task`` (e.g. to :func:`restore_model` what a run trained)."""
+    return setup(
+        task.init_model,
+        task.optimizer,
+        mesh=mesh,
+        rules=task.rules,
+        wrt=task.wrt,
+        seed=seed,
+        rng_impl=task.rng_impl,
     )
 
 
@@ -373,9 +399,7 @@ def train_and_evaluate(
     """
     _check_supported(task, loop, mesh)
     os.makedirs(workdir, exist_ok=True)
-    setup_ = setup(
-        task.init_model, task.optimizer, mesh=mesh, rules=task.rules, wrt=task.wrt, seed=loop.seed
-    )
+    setup_ = task_setup(task, mesh, seed=loop.seed)
     train_step = make_train_step(task.loss_fn, setup_)
     eval_step = make_eval_step(task.eval_fn, setup_)
     ckpt_dir = os.path.join(workdir, "checkpoints")

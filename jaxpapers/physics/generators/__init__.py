@@ -1,0 +1,1 @@
+"""Synthetic physics data generators (reduced-order solvers) for the physics family."""
