@@ -64,7 +64,9 @@ def test_pixels_backbone_and_user_features(tmp_path):
     "paper,keys",
     [
         ("afcl", {"accuracy", "gap_to_centralized"}),
-        (
+        # acu and deepafl: the analytic colab runs both tiny experiments in the fast suite
+        # (tests/colabs), so here they are slow (CI time budget).
+        pytest.param(
             "acu",
             {
                 "forgotten_accuracy",
@@ -73,8 +75,13 @@ def test_pixels_backbone_and_user_features(tmp_path):
                 "unlearn_seconds",
                 "retrain_seconds",
             },
+            marks=pytest.mark.slow,
         ),
-        ("deepafl", {"accuracy", "accuracy_layer_0", "accuracy_layer_3", "gap_to_centralized"}),
+        pytest.param(
+            "deepafl",
+            {"accuracy", "accuracy_layer_0", "accuracy_layer_3", "gap_to_centralized"},
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_tiny_runs_end_to_end(tmp_path, paper, keys):

@@ -180,6 +180,7 @@ def test_eval_fn_reports_every_attack_and_apgd_is_the_worst_case():
         distill.make_eval_fn(ATTACK, seed=0, names=("autoattack",))
 
 
+@pytest.mark.slow  # the robust colab runs the tiny ciard experiment in the fast suite (CI budget)
 def test_tiny_experiment_runs_end_to_end(tmp_path):
     config = config_lib.load_file(CONFIG, "tiny")
     final = registry.get("ciard")(config, str(tmp_path))
