@@ -194,7 +194,7 @@ def infer_entry(name: str, model, batch_np: dict[str, np.ndarray]) -> harness.En
     import jax.numpy as jnp
     from flax import nnx
 
-    from jaxpapers.physics import stretch
+    from jaxpapers.physics import ladeep
 
     model.eval()
     graphdef, state = nnx.split(model)
@@ -209,7 +209,7 @@ def infer_entry(name: str, model, batch_np: dict[str, np.ndarray]) -> harness.En
     return harness.Entry(
         name,
         lambda: jax.block_until_ready(compiled(state, *xs)),
-        info={**info, "batch": int(xs[0].shape[0]), "num_params": stretch.count_params(model)},
+        info={**info, "batch": int(xs[0].shape[0]), "num_params": ladeep.count_params(model)},
     )
 
 

@@ -568,7 +568,7 @@ def run(config, workdir: str) -> dict:
     final["num_steps"] = steps
     setup_ = train_lib.task_setup(task, mesh, seed=config.seed)
     model = train_lib.restore_model(setup_, workdir)
-    final["num_params"] = stretch.count_params(model)
+    final["num_params"] = ladeep.count_params(model)
     rows = np.arange(min(4, len(high.arrays["test"]["strip"])))
     batch = {k: v[rows] for k, v in high.arrays["test"].items()}
     preds = {"unloaded": np.asarray(_predict_jit(*nnx.split(model), batch))}

@@ -40,7 +40,7 @@ from jaxpapers.core import metrics as metrics_lib
 from jaxpapers.core import plotting
 from jaxpapers.core import train as train_lib
 from jaxpapers.data import pipeline
-from jaxpapers.physics import curves, metrics, optim
+from jaxpapers.physics import curves, ladeep, metrics, optim
 from jaxpapers.physics.generators import stretch_bending
 
 CURVES = ("strip", "mould", "loaded", "unloaded")
@@ -337,10 +337,8 @@ def adam(config, steps_per_epoch_: int, num_epochs: int):
     return optim.torch_adam_groups({"all": group}, lambda p: jax.tree.map(lambda _: "all", p))
 
 
-def make_task(config, prepared: Prepared, factory: ModelFactory) -> tuple[train_lib.Task, int]:
-    """The trainer's view of a LaDEEP-style experiment (LaDEEP or a baseline)."""
-    from jaxpapers.physics import ladeep  # pylint: disable=g-import-not-at-top
-
+def make_task(config, prepared: Prepared, factory: ModelFactory) -> tuple[train_lib.Task, int, int]:
+    """``(task, steps, steps per epoch)`` of a LaDEEP-style experiment (LaDEEP or a baseline)."""
     per_epoch = steps_per_epoch(len(prepared.arrays["train"]["strip"]), config.train.batch_size)
     steps = num_steps(config, per_epoch)
     epochs = math.ceil(steps / per_epoch)
@@ -377,16 +375,12 @@ def make_task(config, prepared: Prepared, factory: ModelFactory) -> tuple[train_
             for s in ("valid", "test")
         },
     )
-    return task, steps
+    return task, steps, per_epoch
 
 
 def axis_weights(scales: Mapping[str, curves.AxisScale], names) -> np.ndarray:
     """The references' per-axis loss weights (difference span per axis), one row per curve."""
     return np.stack([np.asarray(scales[k].weights, np.float32) for k in names])
-
-
-def count_params(model) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
 def run(config, workdir: str, factories: Mapping[str, ModelFactory]) -> dict:
@@ -396,21 +390,20 @@ def run(config, workdir: str, factories: Mapping[str, ModelFactory]) -> dict:
         raise ValueError(f"model.name must be one of {sorted(factories)}, got {name!r}")
     prepared = prepare(config.data, load_raw(config.data))
     log_data(name, prepared)
-    task, steps = make_task(config, prepared, factories[name])
-    per_epoch = steps_per_epoch(len(prepared.arrays["train"]["strip"]), config.train.batch_size)
+    task, steps, per_epoch = make_task(config, prepared, factories[name])
     mesh = mesh_lib.mesh_from_config(config.mesh)
     results = train_lib.train_and_evaluate(
         task, loop_config(config, steps, per_epoch), workdir=workdir, mesh=mesh
     )
     test = results["test"]
-    final = {k: test[f"{k}"] for k in ("loaded_mad", "loaded_te", "unloaded_mad", "unloaded_te")}
+    final = {k: test[k] for k in ("loaded_mad", "loaded_te", "unloaded_mad", "unloaded_te")}
     final.update(
         {f"valid_{k}": v for k, v in results["valid"].items() if k.endswith(("mad", "te"))}
     )
 
     setup_ = train_lib.task_setup(task, mesh, seed=config.seed)
     model = train_lib.restore_model(setup_, workdir)
-    final["num_params"] = count_params(model)
+    final["num_params"] = ladeep.count_params(model)
     final["num_steps"] = steps
     rows = np.arange(min(4, len(prepared.arrays["test"]["strip"])))
     preds = predict(model, prepared.arrays["test"], rows, _predict_curves)
