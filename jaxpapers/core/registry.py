@@ -22,6 +22,7 @@ _EXPERIMENTS: dict[str, str | RunFn] = {
     "acu": "jaxpapers.analytic.acu:run",
     "deepafl": "jaxpapers.analytic.deepafl:run",
     "aptshield": "jaxpapers.security.provenance.aptshield:run",
+    "bfad": "jaxpapers.security.webshell.bfad:run",
     "ciard": "jaxpapers.robust.ciard:run",
     "ladeep": "jaxpapers.physics.ladeep:run",
     "fildeep": "jaxpapers.physics.fildeep:run",
