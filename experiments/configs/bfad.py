@@ -37,15 +37,15 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.source = "generator"  # generator | dir
     c.data.path = ""  # dir: a root with webshell/ and benign/ subtrees
-    c.data.n = 600  # generator: number of files
+    c.data.n = 400  # generator: number of files
     c.data.seed = 0
     c.data.malicious_fraction = 0.5
     c.data.test_fraction = 0.4
     c.data.max_bytes = 16 << 20  # larger files are analysed from their start
 
     c.budget = ml_collections.ConfigDict()
-    c.budget.query = 512  # tokens of code shown for the file in question
-    c.budget.demo = 192  # tokens of code per demonstration
+    c.budget.query = 384  # tokens of code shown for the file in question
+    c.budget.demo = 160  # tokens of code per demonstration
     c.budget.overhead = 48  # tokens of instructions and chat markup per turn
 
     c.extract = ml_collections.ConfigDict()
@@ -84,6 +84,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.demos.min_df = 1
         c.llm.max_prompt_tokens = 512
         c.baselines.epochs = 2
+        c.baselines.batch_size = 8
         c.baselines.max_len = 128
         c.baselines.max_nodes = 256
         c.baselines.rng_impl = "rbg"

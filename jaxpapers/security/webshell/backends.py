@@ -87,13 +87,17 @@ class LocalBackend:
         self.threshold = threshold
         self.max_prompt_tokens = max_prompt_tokens
         forms = [(a, a.capitalize()) for a in prompt_lib.ANSWERS]
-        self._forms = [[self.tokenizer.encode(f) for f in pair] for pair in forms]
+        self._forms = [
+            [self.tokenizer.encode(f, allow_special=False) for f in pair] for pair in forms
+        ]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text))
+        return len(self.tokenizer.encode(text, allow_special=False))
 
     def prompt_ids(self, messages: Messages) -> list[int]:
-        return self.tokenizer.encode(self.tokenizer.chat(messages, add_generation_prompt=True))
+        # Contents are encoded as plain text: a "<|im_end|>" inside the analysed PHP
+        # must not become a control token that closes its own message.
+        return self.tokenizer.encode_chat(messages, add_generation_prompt=True)
 
     def margins(self, conversations: Sequence[Messages]) -> np.ndarray:
         """``log p(yes) - log p(no)`` per conversation."""
