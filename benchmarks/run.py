@@ -1,6 +1,6 @@
 r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics,webshell]
                            [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
@@ -79,7 +79,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--suite",
         default="ctr,analytic",
-        help="benchmark suites to run: ctr, analytic, aptshield, robust and/or physics",
+        help="benchmark suites to run: ctr, analytic, aptshield, robust, physics and/or webshell",
+    )
+    p.add_argument(
+        "--webshell_files",
+        type=int,
+        default=200,
+        help="corpus files per call of the webshell suite's filter/extraction entries",
     )
     p.add_argument(
         "--robust_batch",
@@ -149,6 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "physics_batch",
         "physics_train_batch",
         "physics_gen_batch",
+        "webshell_files",
     ):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
@@ -180,12 +187,13 @@ def main(argv=None) -> int:
         harness,
         physics,
         robust,
+        webshell,
     )
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust", "physics"}:
+    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust", "physics", "webshell"}:
         print(
-            "error: --suite takes ctr, analytic, aptshield, robust and/or physics, "
+            "error: --suite takes ctr, analytic, aptshield, robust, physics and/or webshell, "
             f"got {args.suite!r}",
             file=sys.stderr,
         )
@@ -223,6 +231,13 @@ def main(argv=None) -> int:
                     batch=args.physics_batch,
                     train_batch=args.physics_train_batch,
                     gen_batch=args.physics_gen_batch,
+                    rounds=args.iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
+                )
+            elif suite == "webshell":
+                results, tables = webshell.run(
+                    files=args.webshell_files,
                     rounds=args.iters,
                     only=only,
                     matmul_n=args.matmul_n,

@@ -7,7 +7,11 @@ from jaxpapers.nn import resnet
 
 @pytest.mark.parametrize(
     "name,size,channels,dim",
-    [("convnet", 8, 1, 128), ("resnet20", 32, 3, 64), ("resnet18", 64, 3, 512)],
+    [
+        ("convnet", 8, 1, 128),
+        ("resnet20", 32, 3, 64),
+        pytest.param("resnet18", 64, 3, 512, marks=pytest.mark.slow),
+    ],
 )
 def test_backbones_give_pooled_features_and_logits(name, size, channels, dim):
     model = resnet.make(name, 7, in_channels=channels, image_size=size, rngs=nnx.Rngs(0))

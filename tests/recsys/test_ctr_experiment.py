@@ -19,7 +19,8 @@ def _config(**overrides):
     )
 
 
-@pytest.mark.parametrize("shape", [(-1, 1), (4, 2)])
+# (4, 2) (data and model axes both > 1) is slow: CI keeps the 8-way data-parallel case.
+@pytest.mark.parametrize("shape", [(-1, 1), pytest.param((4, 2), marks=pytest.mark.slow)])
 def test_one_device_and_eight_devices_agree(tmp_path, devices, shape):
     one = fgcnn.run(_config(**{"mesh.shape": (1, 1)}), str(tmp_path / "one"))
     many = fgcnn.run(_config(**{"mesh.shape": shape}), str(tmp_path / "many"))
@@ -47,6 +48,7 @@ def test_unknown_model_name(tmp_path):
         fgcnn.run(_config(**{"model.name": "deepfm"}), str(tmp_path))
 
 
+@pytest.mark.slow  # the raw-file reader itself is tested fast in tests/data/test_ctr_files.py
 def test_runs_on_a_raw_criteo_file(tmp_path):
     """The `paper` data path end to end on a small file in Criteo's raw format."""
     rng = np.random.default_rng(0)

@@ -86,6 +86,7 @@ def test_each_method_updates_the_student_and_freezes_its_teachers(method):
     assert 0.0 <= float(metrics["accuracy_adv"]) <= 1.0
 
 
+@pytest.mark.slow
 def test_ciard_retrains_the_robust_teacher_only_after_the_start_epoch():
     # 4 epochs of 1 step: the teacher's schedule (start epoch 50/300 scaled -> 0.67 -> 0)
     # is tested exactly in test_schedules; here the whole step must respect it.

@@ -28,7 +28,9 @@
    ``<workdir>/<method>/``.
 5. **Metrics** with WebShell as the positive class: ``accuracy``, ``precision``,
    ``recall``, ``f1`` for ``method`` as the final keys, and ``<m>/<metric>`` for every
-   method run; ``plots/f1.png`` compares them.
+   method run; ``plots/f1.png`` compares them. Scoring backends also give ``<m>/auc``,
+   the ROC AUC of ``log p(yes) - log p(no)`` (how well the model ranks files, whatever
+   the threshold).
 """
 
 from __future__ import annotations
@@ -214,9 +216,15 @@ def run_llm_method(
     names = [samples[i].name for i in test_idx]
     from jaxpapers.security.webshell import baselines
 
-    return baselines.classification_metrics(
-        [done[n]["label"] for n in names], [done[n]["pred"] for n in names]
-    )
+    y = [done[n]["label"] for n in names]
+    result = baselines.classification_metrics(y, [done[n]["pred"] for n in names])
+    scores = [done[n]["score"] for n in names]
+    if all(v is not None for v in scores) and len(set(y)) == 2:
+        # Threshold-free: how well log p(yes) - log p(no) ranks WebShells above benign files.
+        from sklearn.metrics import roc_auc_score
+
+        result["auc"] = float(roc_auc_score(y, scores))
+    return result
 
 
 def run(config, workdir: str) -> dict:
@@ -284,7 +292,7 @@ def run(config, workdir: str) -> dict:
 
     final = {k: float(v) for k, v in results[methods[0]].items() if k in METRICS}
     for m, r in results.items():
-        final.update({f"{m}/{k}": float(r[k]) for k in METRICS})
+        final.update({f"{m}/{k}": float(r[k]) for k in (*METRICS, "auc") if k in r})
     final["test_files"] = len(test_idx)
     final["analyse_files_per_second"] = len(samples) / max(analyse_seconds, 1e-9)
     writer = metrics_lib.MetricWriter(workdir)
