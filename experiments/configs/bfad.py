@@ -65,6 +65,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.llm.base_url = ""  # openai: e.g. http://localhost:8000/v1
     c.llm.model = ""  # openai: the served model's name
     c.llm.api_key_env = "OPENAI_API_KEY"
+    c.llm.timeout = 60.0  # openai: seconds per request
+    c.llm.max_answer_tokens = 3  # openai: tokens the server may generate per answer
 
     c.baselines = ml_collections.ConfigDict()  # overrides of baselines.default_config(kind)
     c.baselines.epochs = 20
@@ -82,7 +84,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.budget.demo = 96
         c.demos.k = 1
         c.demos.min_df = 1
-        c.llm.max_prompt_tokens = 512
+        c.llm.max_prompt_tokens = 640
         c.baselines.epochs = 2
         c.baselines.batch_size = 8
         c.baselines.max_len = 128
@@ -90,6 +92,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.baselines.rng_impl = "rbg"
     elif variant == "paper":
         c.data.source = "dir"
+        c.compare = "bfad_random,bfad_nodemo,plain,token_cnn,ast_gnn"
+        c.llm.backend = "openai"
         c.budget.query = 3072
         c.budget.demo = 1024
         c.demos.k = 4

@@ -38,12 +38,18 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-import gguf
 import jax.numpy as jnp
 import numpy as np
-from gguf.quants import dequantize
-from tokenizers import AddedToken, decoders, models, pre_tokenizers
-from tokenizers import Tokenizer as HFTokenizer
+
+try:
+    import gguf
+    from gguf.quants import dequantize
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
+except ImportError as e:  # the optional `llm` extra
+    raise ImportError(
+        f"{e.name} is missing: GGUF models need the `llm` extra: pip install 'jaxpapers[llm]'"
+    ) from e
 
 from jaxpapers.nn import llama
 

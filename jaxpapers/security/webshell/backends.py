@@ -45,6 +45,7 @@ class Verdict:
     label: int  # 1 = WebShell
     score: float  # log p(yes) - log p(no) for scoring backends; nan otherwise
     text: str = ""  # the raw answer (HTTP backends)
+    unparsed: bool = False  # the answer was neither yes nor no (counted as benign)
 
 
 class Backend(Protocol):
@@ -81,7 +82,8 @@ class LocalBackend:
         limit = self.model.config.max_seq_len
         if max_prompt_tokens > limit - 4:
             raise ValueError(
-                f"max_prompt_tokens={max_prompt_tokens} exceeds the model's context ({limit})"
+                f"llm.max_prompt_tokens={max_prompt_tokens} leaves no room for the answer in "
+                f"the model's context of {limit} tokens; use at most {limit - 4}"
             )
         self.batch_size = batch_size
         self.threshold = threshold
@@ -136,7 +138,6 @@ class OpenAIBackend:
         backoff: float = 1.0,
         max_tokens: int = 3,
         max_prompt_tokens: int = 8192,
-        chars_per_token: float = 3.5,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -150,11 +151,14 @@ class OpenAIBackend:
         self.backoff = backoff
         self.max_tokens = max_tokens
         self.max_prompt_tokens = max_prompt_tokens
-        self.chars_per_token = chars_per_token
 
     def count_tokens(self, text: str) -> int:
-        # A remote model's tokenizer is unknown here: a conservative character estimate.
-        return math.ceil(len(text) / self.chars_per_token)
+        # A remote model's tokenizer is unknown here: the extraction's approximate count,
+        # which over-counts (every run of up to 4 word characters and every symbol is one
+        # token; base64 payloads included).
+        from jaxpapers.security.webshell import extract
+
+        return extract.approx_tokens(text)
 
     def _post(self, body: dict) -> dict:
         data = json.dumps(body).encode("utf-8")
@@ -193,7 +197,7 @@ class OpenAIBackend:
             except (KeyError, IndexError, TypeError) as e:
                 raise RuntimeError(f"unexpected reply from {self.url}: {str(reply)[:300]}") from e
             label = prompt_lib.parse_answer(text)
-            out.append(Verdict(0 if label is None else label, math.nan, text))
+            out.append(Verdict(0 if label is None else label, math.nan, text, label is None))
         return out
 
 
@@ -211,6 +215,8 @@ def make(config) -> Backend:
             config.base_url,
             config.model,
             api_key_env=config.api_key_env,
+            timeout=config.timeout,
+            max_tokens=config.max_answer_tokens,
             max_prompt_tokens=config.max_prompt_tokens,
         )
     raise ValueError(f"unknown LLM backend {config.backend!r}; choose from {BACKENDS}")

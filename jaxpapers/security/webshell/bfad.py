@@ -35,10 +35,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from absl import logging
@@ -69,9 +71,10 @@ def load_samples(config, workdir: str) -> list[corpus_lib.Sample]:
         samples = corpus_lib.generate(
             data.n, seed=data.seed, malicious_fraction=data.malicious_fraction
         )
+        # A copy on disk to inspect, rewritten every run (it never feeds the run).
         root = os.path.join(workdir, "corpus")
-        if not os.path.isdir(root):
-            corpus_lib.write_corpus(samples, root)
+        shutil.rmtree(root, ignore_errors=True)
+        corpus_lib.write_corpus(samples, root)
         return samples
     if data.source == "dir":
         if not data.path:
@@ -84,122 +87,209 @@ def load_samples(config, workdir: str) -> list[corpus_lib.Sample]:
     raise ValueError(f"unknown data.source {data.source!r}; choose generator or dir")
 
 
-def check_budget(config, max_prompt_tokens: int) -> None:
-    """The prompt's parts must fit the backend's context."""
+def deduplicate(samples: Sequence[corpus_lib.Sample]) -> tuple[list[corpus_lib.Sample], int]:
+    """The first of each set of byte-identical files, and how many were dropped.
+
+    Real WebShell corpora hold many copies of one file; a copy of a test file in the
+    training pool would be shown to the LLM, labelled, as its most similar demonstration.
+    Copies with different labels are all dropped (the label is ambiguous).
+    """
+    by_hash: dict[bytes, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_hash.setdefault(hashlib.sha256(s.data).digest(), []).append(i)
+    keep = []
+    for group in by_hash.values():
+        if len({samples[i].label for i in group}) == 1:
+            keep.append(group[0])
+    keep.sort()
+    return [samples[i] for i in keep], len(samples) - len(keep)
+
+
+def check_budget(config, max_prompt_tokens: int, count_tokens=extract.approx_tokens) -> None:
+    """The prompt's parts must fit ``max_prompt_tokens`` (checked before any data is read)."""
     b = config.budget
     if min(b.query, b.demo) <= 0 or b.overhead < 0:
         raise ValueError(f"budgets must be positive, got {b.to_dict()}")
-    need = b.query + config.demos.k * (b.demo + b.overhead) + 2 * b.overhead
+    if config.demos.k < 0:
+        raise ValueError(f"demos.k must be >= 0, got {config.demos.k}")
+    system = count_tokens(prompt_lib.SYSTEM)
+    need = system + b.query + config.demos.k * (b.demo + b.overhead) + 2 * b.overhead
     if need > max_prompt_tokens:
         raise ValueError(
-            f"budget.query + demos.k * (budget.demo + budget.overhead) + 2 * budget.overhead "
-            f"= {need} tokens exceeds the backend's max_prompt_tokens={max_prompt_tokens}"
+            f"the system prompt ({system}) + budget.query + demos.k * (budget.demo + "
+            f"budget.overhead) + 2 * budget.overhead = {need} tokens exceeds "
+            f"llm.max_prompt_tokens={max_prompt_tokens}"
         )
 
 
-def head(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
-    """The start of ``text`` cut to ``budget`` tokens (what plain prompting shows)."""
-    cut = text[: budget * 8]
-    while cut and count_tokens(cut) > budget:
-        cut = cut[: int(len(cut) * 0.85)]
-    return cut
+class Shower:
+    """What each method shows of a file, cached per (file, budget, method kind).
 
+    BFAD's shown text is the critical-function header plus the extraction, together
+    within the budget (the extraction gets what the header leaves), so BFAD and plain
+    prompting show the same number of tokens of each file.
+    """
 
-class _Shower:
-    """What each method shows of a file, cached per (file, budget)."""
-
-    def __init__(self, samples, analyses, weights, count_tokens, context: int):
+    def __init__(self, samples, analyses, weights, count_tokens, *, context: int, max_bytes: int):
         self.samples, self.analyses, self.weights = samples, analyses, weights
-        self.count_tokens, self.context = count_tokens, context
+        self.count_tokens, self.context, self.max_bytes = count_tokens, context, max_bytes
         self._cache: dict[tuple[int, int, bool], prompt_lib.Shown] = {}
 
     def __call__(self, i: int, budget: int, *, bfad: bool) -> prompt_lib.Shown:
         key = (i, budget, bfad)
         if key not in self._cache:
             sample, analysis = self.samples[i], self.analyses[i]
+            source = php.read_source(sample.data, name=sample.name, max_bytes=self.max_bytes)
             if bfad:
+                header = prompt_lib.critical_header(analysis.calls)
+                room = max(1, budget - self.count_tokens(header))
                 ex = extract.extract(
-                    sample.data,
+                    source,
                     analysis,
-                    budget=budget,
+                    budget=room,
                     count_tokens=self.count_tokens,
                     weights=self.weights,
                     context=self.context,
                 )
-                shown = prompt_lib.Shown(ex.text, prompt_lib.critical_header(analysis.calls))
+                shown = prompt_lib.Shown(ex.text, header)
             else:
-                text = sample.data.decode("utf-8", errors="replace")
-                shown = prompt_lib.Shown(head(text, budget, self.count_tokens))
+                ex = extract.head(source, budget=budget, count_tokens=self.count_tokens)
+                shown = prompt_lib.Shown(ex.text)
             self._cache[key] = shown
         return self._cache[key]
 
 
-def _load_predictions(path: str) -> dict[str, dict]:
-    done = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    done[row["name"]] = row
+def fingerprint(config, method: str) -> dict:
+    """What a stored prediction depends on; a resumed run must match it."""
+    return {
+        "method": method,
+        "seed": config.seed,
+        "data": config.data.to_dict(),
+        "budget": config.budget.to_dict(),
+        "extract": config.extract.to_dict(),
+        "demos": config.demos.to_dict(),
+        "llm": {k: v for k, v in config.llm.to_dict().items() if k not in ("batch_size",)},
+    }
+
+
+def _load_predictions(path: str, expected: dict) -> dict[str, dict]:
+    """Stored predictions of ``path`` (a torn last line is ignored), checked against
+    the fingerprint in its first line."""
+    done: dict[str, dict] = {}
+    if not os.path.exists(path):
+        return done
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    rows = []
+    for n, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:  # an interrupted write: drop it from the file too
+                logging.warning("%s: dropping a torn last line", path)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write("".join(line + "\n" for line in lines[:-1]))
+                continue
+            raise ValueError(f"{path}:{n + 1} is not JSON; remove the file to start over") from None
+    if rows and rows[0].get("fingerprint") != expected:
+        raise ValueError(
+            f"{path} holds predictions made with another configuration "
+            f"(stored {rows[0].get('fingerprint')}, now {expected}); use a new --workdir "
+            "or delete that file"
+        )
+    for row in rows[1:]:
+        done[row["name"]] = row
     return done
+
+
+def _build(method, i, show, pool, pool_labels, sim_row, config):
+    """The conversation for test file ``i`` (demonstrations dropped, most dissimilar
+    first, while it is over ``llm.max_prompt_tokens``)."""
+    selection = {"bfad": "wbfp", "bfad_random": "random"}.get(method, "none")
+    picks = wbfp.select_demonstrations(
+        sim_row if sim_row is not None else np.zeros(len(pool)),
+        pool_labels,
+        config.demos.k,
+        method=selection,
+        balanced=config.demos.balanced,
+        rng=np.random.default_rng([config.seed, i]),
+    )
+    demos = [(show(pool[j], config.budget.demo, bfad=True), pool_labels[j]) for j in picks]
+    query = show(i, config.budget.query, bfad=method != "plain")
+    while True:
+        messages = prompt_lib.conversation(query, demos)
+        # budget.overhead per user turn and once for the system turn, as check_budget
+        turns = 2 + len(demos)
+        size = sum(show.count_tokens(m["content"]) for m in messages)
+        size += turns * config.budget.overhead
+        if size <= config.llm.max_prompt_tokens or not demos:
+            return messages
+        demos = demos[1:]
 
 
 def run_llm_method(
     method: str,
     backend,
-    samples: Sequence[corpus_lib.Sample],
-    analyses: Sequence,
+    show: Shower,
     train_idx: Sequence[int],
     test_idx: Sequence[int],
-    weights: dict[str, float],
     config,
     workdir: str,
 ) -> dict[str, float]:
-    """Classifies the test files with ``backend``; resumes from ``predictions/``."""
+    """Classifies the test files with ``backend``; resumes from ``predictions/``.
+
+    A batch the backend fails on is retried file by file; a file that still fails gets
+    an ``error`` row (predicted benign, counted in ``errors``) and the run goes on.
+    """
+    samples = show.samples
     path = os.path.join(workdir, "predictions", f"{method}.jsonl")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    done = _load_predictions(path)
-    show = _Shower(samples, analyses, weights, backend.count_tokens, config.extract.context)
-    bfad = method != "plain"
-    selection = {"bfad": "wbfp", "bfad_random": "random"}.get(method, "none")
+    expected = fingerprint(config, method)
+    done = _load_predictions(path, expected)
     pool = list(train_idx)
     pool_labels = [samples[i].label for i in pool]
-    if selection == "wbfp":
-        profiles = [wbfp.profile(a.functions, weights) for a in analyses]
-        sim = wbfp.similarity_matrix([profiles[i] for i in test_idx], [profiles[i] for i in pool])
-    todo = [(row, i) for row, i in enumerate(test_idx) if samples[i].name not in done]
+    profiles = None
+    if method == "bfad":
+        profiles = [wbfp.profile(a.functions, show.weights) for a in show.analyses]
+        pool_profiles = [profiles[i] for i in pool]
+    todo = [i for i in test_idx if samples[i].name not in done]
     if done:
         logging.info("%s: %d predictions restored, %d to go", method, len(done), len(todo))
     start, batch = time.perf_counter(), max(1, config.llm.batch_size)
     with open(path, "a", encoding="utf-8") as out:
+        if not done:
+            out.write(json.dumps({"fingerprint": expected}) + "\n")
         for b in range(0, len(todo), batch):
             chunk = todo[b : b + batch]
-            conversations = []
-            for row, i in chunk:
-                rng = np.random.default_rng([config.seed, i])
-                picks = wbfp.select_demonstrations(
-                    sim[row] if selection == "wbfp" else np.zeros(len(pool)),
-                    pool_labels,
-                    config.demos.k,
-                    method=selection,
-                    balanced=config.demos.balanced,
-                    rng=rng,
-                )
-                demos = [
-                    (show(pool[j], config.budget.demo, bfad=True), pool_labels[j]) for j in picks
-                ]
-                query = show(i, config.budget.query, bfad=bfad)
-                conversations.append(prompt_lib.conversation(query, demos))
-            verdicts = backend.classify(conversations)
-            for (_, i), v in zip(chunk, verdicts):
-                row = {
-                    "name": samples[i].name,
-                    "label": samples[i].label,
-                    "pred": v.label,
-                    "score": None if np.isnan(v.score) else v.score,
-                    "text": v.text,
-                }
+            sims = (
+                wbfp.similarity_matrix([profiles[i] for i in chunk], pool_profiles)
+                if profiles is not None
+                else [None] * len(chunk)
+            )
+            conversations = [
+                _build(method, i, show, pool, pool_labels, sim, config)
+                for i, sim in zip(chunk, sims)
+            ]
+            try:
+                verdicts = backend.classify(conversations)
+            except Exception as e:  # noqa: BLE001 -- one bad file never stops the run
+                logging.warning("%s: batch failed (%s); retrying file by file", method, e)
+                verdicts = []
+                for i, messages in zip(chunk, conversations):
+                    try:
+                        verdicts.extend(backend.classify([messages]))
+                    except Exception as e1:  # noqa: BLE001
+                        logging.warning("%s: %s failed: %s", method, samples[i].name, e1)
+                        verdicts.append(None)
+            for i, v in zip(chunk, verdicts):
+                row = {"name": samples[i].name, "label": samples[i].label}
+                if v is None:
+                    row.update(pred=0, score=None, text="", error=True)
+                else:
+                    score = None if np.isnan(v.score) else v.score
+                    row.update(pred=v.label, score=score, text=v.text)
+                    if v.unparsed:
+                        row["unparsed"] = True
                 done[row["name"]] = row
                 out.write(json.dumps(row) + "\n")
             out.flush()
@@ -213,12 +303,14 @@ def run_llm_method(
                 rate,
                 (len(todo) - n) / max(rate, 1e-9),
             )
-    names = [samples[i].name for i in test_idx]
+    rows = [done[samples[i].name] for i in test_idx]
     from jaxpapers.security.webshell import baselines
 
-    y = [done[n]["label"] for n in names]
-    result = baselines.classification_metrics(y, [done[n]["pred"] for n in names])
-    scores = [done[n]["score"] for n in names]
+    y = [r["label"] for r in rows]
+    result = baselines.classification_metrics(y, [r["pred"] for r in rows])
+    result["errors"] = sum(1 for r in rows if r.get("error"))
+    result["unparsed"] = sum(1 for r in rows if r.get("unparsed"))
+    scores = [r["score"] for r in rows]
     if all(v is not None for v in scores) and len(set(y)) == 2:
         # Threshold-free: how well log p(yes) - log p(no) ranks WebShells above benign files.
         from sklearn.metrics import roc_auc_score
@@ -231,7 +323,9 @@ def run(config, workdir: str) -> dict:
     """Registry entry (see the module docstring)."""
     os.makedirs(workdir, exist_ok=True)
     methods = methods_of(config)
-    samples = load_samples(config, workdir)
+    if any(m in LLM_METHODS for m in methods):
+        check_budget(config, config.llm.max_prompt_tokens)
+    samples, duplicates = deduplicate(load_samples(config, workdir))
     labels = [s.label for s in samples]
     if len(set(labels)) < 2:
         raise ValueError("the corpus needs both WebShells and benign files")
@@ -241,13 +335,21 @@ def run(config, workdir: str) -> dict:
     )
     train_idx = [index[s.name] for s in train]
     test_idx = [index[s.name] for s in test]
-    logging.info("corpus: %d files (%d train, %d test)", len(samples), len(train), len(test))
+    logging.info(
+        "corpus: %d files (%d train, %d test; %d duplicate files dropped)",
+        len(samples),
+        len(train),
+        len(test),
+        duplicates,
+    )
 
     start = time.perf_counter()
     analyses = critical.analyse_many(
         php.read_source(s.data, name=s.name, max_bytes=config.data.max_bytes) for s in samples
     )
-    analyse_seconds = time.perf_counter() - start
+    logging.info(
+        "critical function filter: %.0f files/s", len(samples) / (time.perf_counter() - start)
+    )
     with open(os.path.join(workdir, "file_notes.jsonl"), "w", encoding="utf-8") as f:
         for s, a in zip(samples, analyses):
             if a.notes:
@@ -261,17 +363,24 @@ def run(config, workdir: str) -> dict:
         json.dump(dict(wbfp.top_weights(weights, len(weights))), f, indent=1)
 
     results: dict[str, dict[str, float]] = {}
-    backend = None
+    show = None
     for method in methods:
         logging.info("method %s", method)
         if method in LLM_METHODS:
-            if backend is None:
+            if show is None:
                 from jaxpapers.security.webshell import backends
 
                 backend = backends.make(config.llm)
-                check_budget(config, backend.max_prompt_tokens)
+                show = Shower(
+                    samples,
+                    analyses,
+                    weights,
+                    backend.count_tokens,
+                    context=config.extract.context,
+                    max_bytes=config.data.max_bytes,
+                )
             results[method] = run_llm_method(
-                method, backend, samples, analyses, train_idx, test_idx, weights, config, workdir
+                method, backend, show, train_idx, test_idx, config, workdir
             )
         else:
             from jaxpapers.security.webshell import baselines
@@ -291,10 +400,11 @@ def run(config, workdir: str) -> dict:
         logging.info("%s: %s", method, json.dumps(results[method]))
 
     final = {k: float(v) for k, v in results[methods[0]].items() if k in METRICS}
+    extra = ("auc", "errors", "unparsed", "num_skipped")
     for m, r in results.items():
-        final.update({f"{m}/{k}": float(r[k]) for k in (*METRICS, "auc") if k in r})
+        final.update({f"{m}/{k}": float(r[k]) for k in (*METRICS, *extra) if k in r})
     final["test_files"] = len(test_idx)
-    final["analyse_files_per_second"] = len(samples) / max(analyse_seconds, 1e-9)
+    final["duplicates_dropped"] = duplicates
     writer = metrics_lib.MetricWriter(workdir)
     writer.write(0, "test", final)
     writer.close()

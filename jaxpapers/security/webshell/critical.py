@@ -21,6 +21,12 @@ fine) records, in the same pass,
   accumulators (one per open call/right-hand side), so the pass is linear in the tree size;
   a summary keeps at most ``MAX_READS`` variable names.
 
+Variable names the walk cannot read (``${'_PO'.'ST'}``, ``$$k``, ``$GLOBALS[$k]``) are kept
+aside and folded right after the walk, once every assignment is known (see below); each keeps
+a link to its innermost open summary, and summaries link to the enclosing one of the same
+scope, so a folded source marks the enclosing summaries (stopping at one already marked:
+linear overall) before taint is propagated.
+
 Then, per file: taint is propagated to a fixpoint over the assignments of each scope
 (flow-insensitive, intra-procedural, with a worklist, linear in the number of
 variable-to-assignment edges), and every call site is classified.
@@ -31,7 +37,8 @@ Dynamic callees (``$f(...)``, ``${'f'}(...)``, ``$$x(...)``, ``('sys'.'tem')(...
 arguments (``array_map('system', ...)``), ``preg_replace`` patterns and ``include`` operands
 are *constant-folded* by a tiny evaluator over the syntax tree. It knows literals (strings
 with PHP escapes, integers, arrays), ``.``, ``^ | &`` on strings (XOR obfuscation), ``+ - *``
-on integers, string offsets and array subscripts, variables, and a whitelist of pure string
+on integers, string offsets and array subscripts, variables, the constant ``FILTER_CALLBACK``
+(:data:`CONSTANTS`), and a whitelist of pure string
 builders (:data:`PURE_FUNCTIONS`: ``strrev``, ``str_rot13``, ``base64_decode``, ``chr``,
 ``implode``, ``gzinflate`` with a capped output, ...). ``sprintf`` and anything with side
 effects is deliberately absent. The evaluator uses an explicit stack, memoises per file,
@@ -43,6 +50,11 @@ scope that *end before the use* (``$f = 'sys'; $f .= 'tem'; $f()`` gives ``syste
 choice is ours (the paper is silent): it is exact for the straight-line code typical of
 obfuscated droppers and terminates by construction (every lookup goes strictly backwards).
 Branches are not merged: after ``if (c) $f = 'a'; else $f = 'b';`` the value is ``'b'``.
+
+Dynamic variable names are folded the same way: ``${'_PO'.'ST'}``, and ``${$k}``/``$$k`` after
+``$k = '_GET'``, are the superglobals they name (user-input sources); a name that folds to an
+ordinary variable is a read of it (``${'a'.'b'}`` reads ``$ab``). ``$GLOBALS['_POST']`` is
+``$_POST`` too, with a literal or folded key.
 
 Choices where the paper is silent
 ---------------------------------
@@ -60,6 +72,16 @@ Choices where the paper is silent
   argument is present; the callable itself is resolved: a critical name gives a second call
   with ``how='callback'``; a callable that cannot be resolved (a variable, a call result, a
   subscript) gives ``dynamic_call``; closures and ``[$obj, 'method']`` arrays give nothing.
+* The filter functions (:data:`FILTER_FUNCTIONS`) are conditional callbacks: ``filter_var($x,
+  FILTER_CALLBACK, ['options' => 'assert'])`` (``filter_input`` likewise, with the filter
+  third) is the call ``filter_var`` (category ``callbacks``) and its callable is the
+  ``'options'`` value, resolved as above (here the code-execution call ``assert``). For
+  ``filter_var_array``/``filter_input_array`` the callables are the ``'options'`` of the
+  definitions whose ``'filter'`` folds to ``FILTER_CALLBACK`` (the first
+  ``MAX_FILTER_DEFINITIONS``). The filter is folded (a variable holding ``FILTER_CALLBACK``,
+  or ``1024``, counts); the options array is searched syntactically when it is a literal,
+  else folded, and options that cannot be folded are an unresolved callable. Other filters,
+  or ``FILTER_CALLBACK`` without an ``'options'`` entry (PHP then calls nothing), give nothing.
 * ``call_user_func``/``call_user_func_array``/``forward_static_call*`` are code execution and
   also resolve their callable; ``new ReflectionFunction(x)`` is the code-execution call
   ``reflectionfunction`` and resolves ``x``.
@@ -76,7 +98,10 @@ Choices where the paper is silent
   ``$HTTP_*_VARS``/``$HTTP_RAW_POST_DATA``, ``$_SERVER`` entries a client controls
   (``HTTP_*`` headers, ``QUERY_STRING``, ``REQUEST_URI``, ``PATH_INFO``, ``PHP_SELF``,
   ``PHP_AUTH_*``, ``CONTENT_TYPE``; ``$_SERVER`` with a computed key, or whole, counts),
-  ``php://input`` in a string literal, ``getallheaders()`` and ``apache_request_headers()``.
+  the same reached through a dynamic name that folds to theirs (``${'_PO'.'ST'}``, ``$$k``) or
+  through ``$GLOBALS['_POST']``, ``php://input`` in a string literal, ``getallheaders()``,
+  ``apache_request_headers()``, and ``filter_input()``/``filter_input_array()`` unless their
+  type is ``INPUT_ENV``.
   A variable is tainted if any assignment to it in its scope reads a source or a tainted
   variable; after ``extract($_GET)``/``parse_str($_POST[x])`` or ``$$k = <tainted>``, every
   variable the scope never assigns is tainted too. Function parameters are not tainted
@@ -176,7 +201,22 @@ CONDITIONAL: dict[str, str] = {
     "file_get_contents": "network",
     "fopen": "network",
     "file": "network",
+    "filter_var": "callbacks",
+    "filter_var_array": "callbacks",
+    "filter_input": "callbacks",
+    "filter_input_array": "callbacks",
 }
+
+# The filter functions that call back with FILTER_CALLBACK: name -> (position of the filter
+# argument, position of its options), or (None, position of an array of definitions
+# ``key => ['filter' => FILTER_CALLBACK, 'options' => callable]``).
+FILTER_FUNCTIONS: dict[str, tuple[int | None, int]] = {
+    "filter_var": (1, 2),
+    "filter_input": (2, 3),
+    "filter_var_array": (None, 1),
+    "filter_input_array": (None, 1),
+}
+MAX_FILTER_DEFINITIONS = 64  # entries of a definitions array searched for callbacks
 
 # Position of the callable argument of functions that call back (negative: from the end).
 CALLBACK_ARGS: dict[str, int] = {
@@ -207,7 +247,7 @@ CALLBACK_ARGS: dict[str, int] = {
 
 USER_INPUT_SOURCES: frozenset[str] = _names(
     """$_GET $_POST $_REQUEST $_COOKIE $_FILES $_SERVER php://input getallheaders
-    apache_request_headers"""
+    apache_request_headers filter_input filter_input_array"""
 )
 _SOURCE_VARS: dict[str, str] = {  # variable name -> the source it is
     "_GET": "$_GET",
@@ -222,6 +262,7 @@ _SOURCE_VARS: dict[str, str] = {  # variable name -> the source it is
     "HTTP_RAW_POST_DATA": "php://input",
 }
 _SOURCE_FUNCTIONS = frozenset({"getallheaders", "apache_request_headers"})
+_INPUT_FILTERS = frozenset({"filter_input", "filter_input_array"})  # sources unless INPUT_ENV
 _SERVER_USER_KEYS = _names(
     """QUERY_STRING REQUEST_URI PATH_INFO ORIG_PATH_INFO PATH_TRANSLATED PHP_SELF PHP_AUTH_USER
     PHP_AUTH_PW PHP_AUTH_DIGEST CONTENT_TYPE ARGV"""
@@ -422,12 +463,52 @@ class FileIndex:
 class _Acc:
     """Accumulates the variables read / sources used under one open node."""
 
-    __slots__ = ("depth", "scope", "owners", "reads", "has_source")
+    __slots__ = ("depth", "scope", "owners", "reads", "has_source", "parent")
 
-    def __init__(self, depth: int, scope: int, owners: list[Any]):
+    def __init__(self, depth: int, scope: int, owners: list[Any], parent: _Acc | None = None):
         self.depth, self.scope, self.owners = depth, scope, owners
         self.reads: set[str] = set()
         self.has_source = False
+        self.parent = parent  # the enclosing accumulator of the same scope (it gets our facts)
+
+
+@dataclasses.dataclass(eq=False)
+class _Late:
+    """A variable use resolved after the walk: its name folds from ``name_node`` (a dynamic name
+    such as ``${'_PO'.'ST'}`` or ``$$k``), else it is ``name`` (``$GLOBALS`` with a computed
+    key); ``acc`` is the innermost open summary of its scope, if any."""
+
+    name_node: tree_sitter.Node | None
+    name: str
+    node: tree_sitter.Node
+    parent: tree_sitter.Node | None
+    grand: tree_sitter.Node | None
+    scope: int
+    acc: _Acc | None
+
+
+def _base_of_subscript(
+    node: tree_sitter.Node, parent: tree_sitter.Node | None
+) -> tree_sitter.Node | None:
+    """The key node when ``node`` is the array of the subscript ``parent`` (``node[key]``)."""
+    if (
+        parent is None
+        or parent.type != "subscript_expression"
+        or parent.named_child_count < 2
+        or parent.named_children[0].id != node.id
+    ):
+        return None
+    return parent.named_children[1]
+
+
+def _filters_user_input(node: tree_sitter.Node, data: bytes) -> bool:
+    """``filter_input(type, ...)`` / ``filter_input_array(type, ...)`` reads the request unless
+    ``type`` is ``INPUT_ENV`` (the process environment)."""
+    args = call_arguments(node)
+    first = args[0] if args else None
+    if first is None or first.type not in ("name", "qualified_name"):
+        return True
+    return data[first.start_byte : first.end_byte].lstrip(b"\\").strip() != b"INPUT_ENV"
 
 
 def _var_name(node: tree_sitter.Node, data: bytes) -> str:
@@ -491,6 +572,7 @@ class _Walker:
         self.links: list[tuple[tuple[int, str], tuple[int, str]]] = []  # closure use clauses
         self.complete = True
         self.errors = 0
+        self.late: list[_Late] = []  # variable names to fold once the assignments are known
         self._accs: list[_Acc] = []
         self._pending: dict[int, list[Any]] = {}
 
@@ -514,6 +596,14 @@ class _Walker:
             reads = self._accs[-1].reads
             if len(reads) < MAX_READS:
                 reads.add(name)
+
+    def _open_acc(self, depth: int, scope: int, owners: list[Any]) -> None:
+        accs = self._accs
+        parent = accs[-1] if accs and accs[-1].scope == scope else None
+        accs.append(_Acc(depth, scope, owners, parent))
+
+    def _top_acc(self, scope: int) -> _Acc | None:
+        return self._accs[-1] if self._accs and self._accs[-1].scope == scope else None
 
     def _source(self, kind: str, node: tree_sitter.Node, scope: int) -> None:
         self.sources.append(
@@ -568,17 +658,11 @@ class _Walker:
                 self.sites.append(site)
                 owners = [*(owners or ()), site]
             if owners:
-                accs.append(_Acc(depth, scope, owners))
+                self._open_acc(depth, scope, owners)
 
             if t == "variable_name":
-                name = _var_name(node, data)
-                if name in _SOURCE_VARS:
-                    self._source(_SOURCE_VARS[name], node, scope)
-                elif name == "_SERVER":
-                    if self._server_is_user(node, parent):
-                        self._source("$_SERVER", node, scope)
-                else:
-                    self._read(name, scope)
+                grand = path[depth - 2] if depth >= 2 else None
+                self._variable(_var_name(node, data), node, parent, grand, scope)
             elif t in _STRING_TYPES:
                 if (
                     node.end_byte - node.start_byte >= 11
@@ -590,13 +674,21 @@ class _Walker:
                 lit = _literal_key(inner, data)
                 if lit is None and inner.type == "name":  # "${x}" in a string
                     lit = data[inner.start_byte : inner.end_byte]
+                grand = path[depth - 2] if depth >= 2 else None
                 if lit is not None:
-                    self._read(lit.decode("utf-8", errors="replace"), scope)
+                    name = lit.decode("utf-8", errors="replace")
+                    self._variable(name, node, parent, grand, scope)
+                else:  # ${'_PO'.'ST'}, $$k: folded after the walk
+                    self.late.append(
+                        _Late(inner, "", node, parent, grand, scope, self._top_acc(scope))
+                    )
             elif t == "function_call_expression":
                 fn = node.child_by_field_name("function")
                 if fn is not None and fn.type in ("name", "qualified_name"):
                     name = normalise_name(data[fn.start_byte : fn.end_byte])
-                    if name in _SOURCE_FUNCTIONS:
+                    if name in _SOURCE_FUNCTIONS or (
+                        name in _INPUT_FILTERS and _filters_user_input(node, data)
+                    ):
                         self._source(name, node, scope)
                     elif name in _VARIABLE_IMPORTERS:
                         self.importer_scopes.add(scope)
@@ -626,7 +718,7 @@ class _Walker:
                         classes[-1][1] if classes else None,
                     )
                     self.sites.append(site)
-                    accs.append(_Acc(depth, scope, [site]))
+                    self._open_acc(depth, scope, [site])
             elif t in _ASSIGN_TYPES:
                 self._assignment(node, t, scope, stmts)
             elif t == "foreach_statement":
@@ -653,6 +745,98 @@ class _Walker:
             if child.type == "anonymous_function_use_clause":
                 for var in self._bound_variables(child):
                     self.links.append(((outer, var), (inner, var)))
+
+    def _variable(
+        self,
+        name: str,
+        node: tree_sitter.Node,
+        parent: tree_sitter.Node | None,
+        grand: tree_sitter.Node | None,
+        scope: int,
+    ) -> None:
+        """A use of the variable ``name`` (plain or a literal dynamic name): source or read."""
+        if name not in _SOURCE_VARS and name not in ("_SERVER", "GLOBALS"):
+            self._read(name, scope)
+            return
+        if name == "GLOBALS":
+            self._read(name, scope)
+            key = _base_of_subscript(node, parent)
+            if key is not None and _literal_key(key, self.data) is None:  # $GLOBALS[$k]
+                self.late.append(
+                    _Late(None, name, node, parent, grand, scope, self._top_acc(scope))
+                )
+                return
+        found = self._source_kind(name, node, parent, grand, lambda k: _literal_key(k, self.data))
+        if found is not None:
+            self._source(found[0], found[1], scope)
+
+    def _source_kind(
+        self,
+        name: str,
+        node: tree_sitter.Node,
+        parent: tree_sitter.Node | None,
+        grand: tree_sitter.Node | None,
+        key_of: Callable[[tree_sitter.Node], bytes | None],
+    ) -> tuple[str, tree_sitter.Node] | None:
+        """The source (and its node) that a use of the variable ``name`` at ``node`` is.
+
+        ``$GLOBALS['_POST']`` is ``$_POST`` (``key_of`` gives a subscript key's bytes, or None
+        when unknown); ``$_SERVER`` counts only with a client-controlled key.
+        """
+        for _ in range(3):  # $GLOBALS['GLOBALS']['_GET'] at most
+            if name in _SOURCE_VARS:
+                return _SOURCE_VARS[name], node
+            if name == "_SERVER":
+                return ("$_SERVER", node) if self._server_is_user(node, parent) else None
+            key = _base_of_subscript(node, parent) if name == "GLOBALS" else None
+            value = key_of(key) if key is not None else None
+            if value is None:
+                return None
+            name = value.decode("utf-8", errors="replace")
+            node, parent, grand = parent, grand, None
+        return None
+
+    def resolve_late(self, folder: Folder) -> None:
+        """Folds the dynamic variable names and ``$GLOBALS`` keys the walk could not read.
+
+        A name that folds to a superglobal marks the use as that source (and every enclosing
+        call / right-hand-side summary of the scope as reading a source); another name is a read
+        of that variable. Marking stops at a summary already marked, so this is linear.
+        """
+        data = self.data
+        added = False
+        for late in self.late:
+            if late.name_node is not None:
+                folded = _as_bytes(folder.fold(late.name_node, late.scope))
+                if not folded:
+                    continue
+                name = folded.decode("utf-8", errors="replace")
+            else:
+                name = late.name
+
+            def key_of(k: tree_sitter.Node, scope: int = late.scope) -> bytes | None:
+                lit = _literal_key(k, data)
+                return lit if lit is not None else _as_bytes(folder.fold(k, scope))
+
+            found = self._source_kind(name, late.node, late.parent, late.grand, key_of)
+            acc = late.acc
+            if found is not None:
+                kind, node = found
+                self.sources.append(
+                    SourceUse(kind, node.start_byte, node.end_byte, node.start_point[0] + 1)
+                )
+                added = True
+                while acc is not None and not acc.has_source:
+                    acc.has_source = True
+                    for owner in acc.owners:
+                        owner.has_source = True
+                    acc = acc.parent
+            elif late.name_node is not None and name not in _SOURCE_VARS and name != "_SERVER":
+                while acc is not None and name not in acc.reads and len(acc.reads) < MAX_READS:
+                    acc.reads.add(name)  # shared with the owners of acc
+                    acc = acc.parent
+        if added:
+            self.sources.sort(key=lambda u: u.start_byte)
 
     def _server_is_user(self, node: tree_sitter.Node, parent: tree_sitter.Node | None) -> bool:
         if parent is None or parent.type != "subscript_expression" or parent.named_child_count < 2:
@@ -1116,6 +1300,10 @@ _FOLD_ERRORS = (
     zlib.error,
 )
 
+# The constants the folder knows (PHP constant names are case-sensitive).
+CONSTANTS: dict[bytes, int] = {b"FILTER_CALLBACK": 1024}
+FILTER_CALLBACK = CONSTANTS[b"FILTER_CALLBACK"]
+
 # Plans: ("v", value) or ("d", [tasks], combine(values) -> plan).
 _Task = tuple
 
@@ -1225,6 +1413,8 @@ class Folder:
             return self._plan_parts(node, scope)
         if t == "integer":
             return ("v", _parse_int(data[node.start_byte : node.end_byte]))
+        if t in ("name", "qualified_name"):  # a constant
+            return ("v", CONSTANTS.get(data[node.start_byte : node.end_byte].lstrip(b"\\")))
         if t == "boolean":
             return ("v", data[node.start_byte : node.end_byte].lower() == b"true")
         if t in ("parenthesized_expression", "cast_expression"):
@@ -1589,6 +1779,9 @@ class _Classifier:
             plain = asg is not None and asg.kind == "set" and _is_literal(asg.rhs)
             how = "variable" if plain else "assembled"
         self.functions[name] += 1
+        if name in FILTER_FUNCTIONS:
+            self._filter(site, name, how, tainted)
+            return
         if name in CONDITIONAL:
             self._conditional(site, name, tainted)
             return
@@ -1618,6 +1811,71 @@ class _Classifier:
             path = self.folder.fold(args[0], site.scope) if args else None
             if isinstance(path, bytes) and path.strip().lower().startswith(_URL_SCHEMES):
                 self.add(site, name, CONDITIONAL[name], "direct", tainted)
+
+    def _filter(self, site: Site, name: str, how: str, tainted: bool) -> None:
+        """``filter_var($x, FILTER_CALLBACK, ['options' => cb])`` and friends call ``cb``."""
+        args = call_arguments(site.node)
+        if not args:
+            return
+        filter_at, options_at = FILTER_FUNCTIONS[name]
+        if len(args) <= options_at:
+            return
+        if filter_at is not None:
+            if _as_int(self.folder.fold(args[filter_at], site.scope)) != FILTER_CALLBACK:
+                return
+            callables = self._entry(args[options_at], b"options", site.scope)
+        else:
+            callables = self._definitions(args[options_at], site.scope)
+        if not callables:
+            return
+        self.add(site, name, "callbacks", how, tainted)
+        for value, node in callables:
+            self._callable_value(site, value, node)
+
+    def _entry(
+        self, node: tree_sitter.Node, key: bytes, scope: int
+    ) -> list[tuple[Value, tree_sitter.Node]]:
+        """``[(value, node)]`` of the entry ``key`` of the array ``node``, ``[]`` without one.
+
+        A literal array is searched syntactically (the value keeps its own node, so an
+        unresolvable callable there is seen as such); otherwise the array is folded, and an
+        array that cannot be folded gives an unknown value.
+        """
+        if node.type == "array_creation_expression":
+            for el in node.named_children:
+                if el.type == "array_element_initializer" and el.named_child_count == 2:
+                    k, v = el.named_children
+                    if _as_bytes(self.folder.fold(k, scope)) == key:
+                        return [(self.folder.fold(v, scope), v)]
+            return []
+        value = self.folder.fold(node, scope)
+        if isinstance(value, dict):
+            return [(value[key], node)] if key in value else []
+        return [(None, node)] if value is None else []
+
+    def _definitions(
+        self, node: tree_sitter.Node, scope: int
+    ) -> list[tuple[Value, tree_sitter.Node]]:
+        """The callables of the FILTER_CALLBACK entries of a ``filter_*_array`` definition."""
+        out: list[tuple[Value, tree_sitter.Node]] = []
+        if node.type == "array_creation_expression":
+            specs = [
+                el.named_children[-1]
+                for el in node.named_children[:MAX_FILTER_DEFINITIONS]
+                if el.type == "array_element_initializer" and el.named_child_count in (1, 2)
+            ]
+            for spec in specs:
+                f = self._entry(spec, b"filter", scope)
+                if f and _as_int(f[0][0]) == FILTER_CALLBACK:
+                    out += self._entry(spec, b"options", scope)
+            return out
+        value = self.folder.fold(node, scope)
+        if isinstance(value, dict):
+            for spec in list(value.values())[:MAX_FILTER_DEFINITIONS]:
+                if isinstance(spec, dict) and _as_int(spec.get(b"filter")) == FILTER_CALLBACK:
+                    if b"options" in spec:
+                        out.append((spec[b"options"], node))
+        return out
 
     def _include(self, site: Site, name: str) -> None:
         self.functions[name] += 1
@@ -1695,13 +1953,14 @@ def analyse(
             assignments[(asg.scope, asg.var)].append(asg)
     for lst in assignments.values():
         lst.sort(key=lambda a: a.node.end_byte)
+    folder = Folder(data, dict(assignments))
+    walker.resolve_late(folder)  # before taint: folded names can be sources
     tainted, wild = _propagate_taint(
         walker.asgs, walker.sites, walker.importer_scopes, walker.links
     )
-    index = FileIndex(data, tree, walker.sites, dict(assignments), tainted, wild)
+    index = FileIndex(data, tree, walker.sites, folder.assignments, tainted, wild)
     index.complete = walker.complete
     index.site_by_span = {(s.node.start_byte, s.node.end_byte): s for s in walker.sites}
-    folder = Folder(data, index.assignments)
     classifier = _Classifier(index, folder)
     classifier.run()
     out.calls = classifier.calls

@@ -25,9 +25,12 @@ are emitted once and paid once: costs are *marginal* (only the text not already 
 
 Ranking and packing (choices where the paper is silent)
 --------------------------------------------------------
-* Weight of a unit: the sum over its critical calls of ``weights.get(name, 1.0)`` (the WBFP
-  function weights, from the caller), times ``1 + TAINT_BONUS`` (1.5) for calls fed by user
-  input. Ties: tainted first, then source order.
+* Weight of a unit: the sum over its critical calls of the call's weight: 1 when no
+  ``weights`` are given, else ``weights.get(name, UNWEIGHTED)`` (the WBFP function weights,
+  from the caller; WBFP leaves out functions not more frequent in malicious code, so such
+  calls get the small :data:`UNWEIGHTED` and rank below every weighted one), times
+  ``1 + TAINT_BONUS`` (1.5) for calls fed by user input. Ties: tainted first, then source
+  order.
 * Greedy, best first. A unit that does not fit is degraded level by level: without context,
   without slice, then the core alone (with nothing else of the unit). A unit whose core alone
   is longer than the whole budget (5 MB obfuscated one-liners) is **cut by characters**
@@ -80,6 +83,7 @@ from jaxpapers.security.webshell.critical import (
 
 SEPARATOR = "\n// ...\n"
 TAINT_BONUS = 0.5
+UNWEIGHTED = 0.05  # weight of a critical call whose function the given weights leave out
 MAX_SLICE = 24
 MAX_CHARS_PER_TOKEN = 32
 _MAX_GAP = 256  # whitespace gaps up to this many bytes are kept verbatim between spans
@@ -401,7 +405,7 @@ def _build_units(
     for key, calls in by_site.items():
         site = index.site_by_span.get(key)
         if site is None:  # a call the index does not know (stale analysis): the call alone
-            units.append(_Unit(calls, [[key]] * 4, [key]))
+            units.append(_Unit(calls, [[key] for _ in range(4)], [key]))
             continue
         core = spans.statement(site.stmt, site.node)
         sig = spans.signature(site)
@@ -428,12 +432,20 @@ def _build_units(
         u.levels = [_bridge(_merge(level), data) for level in u.levels]
         u.core = _merge(u.core)
         u.weight = sum(
-            float(weights.get(c.name, 1.0)) * (1.0 + TAINT_BONUS if c.tainted else 1.0)
-            for c in u.calls
+            _weight(weights, c.name) * (1.0 + TAINT_BONUS if c.tainted else 1.0) for c in u.calls
         )
         u.tainted = any(c.tainted for c in u.calls)
     merged.sort(key=lambda u: (-u.weight, not u.tainted, u.core[0][0]))
     return merged
+
+
+def _weight(weights: Mapping[str, float] | None, name: str) -> float:
+    """A call's behavioural weight: 1 without weights; else its WBFP weight, or
+    :data:`UNWEIGHTED` for a critical function the weights leave out (WBFP drops the
+    functions that are not more frequent in malicious code, so they rank last)."""
+    if not weights:
+        return 1.0
+    return float(weights.get(name, UNWEIGHTED))
 
 
 def _check_args(budget: int, context: int, count_tokens, weights) -> None:
@@ -522,7 +534,7 @@ def extract(
         share = packer.remaining // (len(oversize) - i) - packer.sep_cost
         if share < cut_floor and order:
             continue
-        anchor = max(unit.calls, key=lambda c: (weights or {}).get(c.name, 1.0))
+        anchor = max(unit.calls, key=lambda c: _weight(weights, c.name))
         core = next((s for s in unit.core if s[0] <= anchor.start_byte < s[1]), unit.core[0])
         item = packer.cut(core, (anchor.start_byte, anchor.end_byte), share)
         if item is not None:
@@ -556,6 +568,21 @@ def extract(
     kept = [c for c in calls if _in_shown(c, shown)]
     dropped = [c for c in calls if not _in_shown(c, shown)]
     return Extraction(text, tokens, kept, dropped, degraded or bool(dropped))
+
+
+def head(
+    source: php.PhpSource | bytes,
+    *,
+    budget: int,
+    count_tokens: Callable[[str], int] = approx_tokens,
+) -> Extraction:
+    """The start of the file cut to ``budget`` tokens, with a marker when cut (what plain
+    prompting shows of a file)."""
+    _check_args(budget, 0, count_tokens, None)
+    if isinstance(source, php.PhpSource) and not source.ok:
+        return Extraction("", count_tokens(""), [], [], False)
+    data = source.data if isinstance(source, php.PhpSource) else bytes(source)
+    return _prefix(data, budget, count_tokens, [])
 
 
 def _prefix(

@@ -6,7 +6,7 @@ parser generated from a grammar, and every walk over the tree is iterative, so
 pathological nesting cannot exhaust Python's stack.
 
 * :func:`read_source` turns a path or bytes into a :class:`PhpSource`: binary
-  files are refused with a message, files over ``max_bytes`` are cut to their
+  files (without a PHP open tag: :func:`looks_binary`) are refused with a message, files over ``max_bytes`` are cut to their
   first ``max_bytes`` (with a note), and bytes that are not UTF-8 are kept as
   they are (tree-sitter works on bytes; text shown to people is decoded with
   replacement characters).
@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Iterator
 
 import tree_sitter
@@ -28,6 +29,7 @@ import tree_sitter_php
 
 MAX_BYTES = 16 << 20  # a 1.38M-token WebShell is ~5 MB
 _TEXT_CONTROL = frozenset(b"\t\n\r\f\b\x1b")
+_PHP_TAG = re.compile(rb"<\?(?:php|=)", re.IGNORECASE)
 
 
 @functools.cache
@@ -60,9 +62,15 @@ class PhpSource:
 
 
 def looks_binary(data: bytes, sample: int = 8192) -> bool:
-    """NUL bytes, or more than 30% control bytes in the first ``sample`` bytes."""
+    """No PHP open tag anywhere, and NUL bytes or over 30% control bytes in the first
+    ``sample`` bytes.
+
+    A file with a ``<?php`` or ``<?=`` tag is always analysed: WebShells carry raw
+    ``gzdeflate`` bytes in string literals, and image files with PHP appended (polyglots)
+    are a WebShell family of their own.
+    """
     head = data[:sample]
-    if not head:
+    if not head or _PHP_TAG.search(data):
         return False
     if b"\x00" in head:
         return True

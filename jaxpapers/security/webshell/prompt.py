@@ -21,6 +21,7 @@ decoding (the log-probabilities of ``yes`` and ``no``) or read it from generated
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 SYSTEM = (
@@ -71,11 +72,12 @@ def conversation(
     return messages
 
 
+_ANSWER = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
 def parse_answer(text: str) -> int | None:
-    """1 for an answer starting with yes, 0 for no, None when it is neither."""
-    word = text.strip().lstrip("*'\"`").lower()
-    if word.startswith("yes"):
-        return 1
-    if word.startswith("no"):
-        return 0
-    return None
+    """1 for an answer whose first word is yes, 0 for no, None otherwise ("Not sure")."""
+    match = _ANSWER.match(text)
+    if match is None:
+        return None
+    return int(match.group(1).lower() == "yes")

@@ -177,10 +177,15 @@ def select_demonstrations(
         order = np.argsort(-sim, kind="stable")
     order = order[allowed[order]]
     if balanced:
-        per = [order[labels[order] == y][: max(k // 2, 1)] for y in (0, 1)]
-        chosen = np.concatenate(per)
-        chosen = chosen[np.argsort(-sim[chosen], kind="stable")] if method == "wbfp" else chosen
-        chosen = chosen[:k]
+        # k // 2 of each label, the rest (odd k, or a label short of files) from the order.
+        picked = [j for y in (0, 1) for j in order[labels[order] == y][: k // 2]]
+        taken = set(picked)
+        picked += [j for j in order if j not in taken][: k - len(picked)]
+        chosen = np.asarray(picked, dtype=int)
+        if method == "wbfp":
+            chosen = chosen[np.argsort(-sim[chosen], kind="stable")]
+        else:  # no label always nearest the query
+            chosen = rng.permutation(chosen)
     else:
         chosen = order[:k]
     return [int(i) for i in chosen[::-1]]

@@ -30,6 +30,8 @@ def test_parse_answer_and_header():
     assert prompt.parse_answer(" Yes, it is.") == 1
     assert prompt.parse_answer("**no**") == 0
     assert prompt.parse_answer("maybe") is None
+    assert prompt.parse_answer("Not sure") is None and prompt.parse_answer("None.") is None
+    assert prompt.parse_answer("NO.") == 0
     call = types.SimpleNamespace
     calls = [
         call(name="eval", category="code_execution"),
@@ -90,6 +92,7 @@ def test_openai_backend_against_stub(server, monkeypatch):
     verdicts = backend.classify(_conversations("eval($x);", "echo 1;", "$a = 1;"))
     assert [v.label for v in verdicts] == [1, 0, 0]
     assert verdicts[2].text == "I cannot tell"  # unparseable: benign, answer kept
+    assert [v.unparsed for v in verdicts] == [False, False, True]
     path, headers, body = _Stub.requests[0]
     assert path == "/v1/chat/completions"
     assert headers["Authorization"] == "Bearer sk-test"
@@ -110,7 +113,15 @@ def test_openai_backend_retries_then_fails_clearly(server):
 
 def test_make_rejects_bad_configs():
     c = ml_collections.ConfigDict(
-        {"backend": "gpt", "base_url": "", "model": "", "api_key_env": "", "max_prompt_tokens": 9}
+        {
+            "backend": "gpt",
+            "base_url": "",
+            "model": "",
+            "api_key_env": "",
+            "max_prompt_tokens": 9,
+            "timeout": 1.0,
+            "max_answer_tokens": 3,
+        }
     )
     with pytest.raises(ValueError, match="unknown LLM backend"):
         backends.make(c)

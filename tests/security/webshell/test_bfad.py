@@ -46,6 +46,7 @@ def _config(**overrides):
     c.demos.k = 2
     c.budget.query = 120
     c.budget.demo = 40  # distinct from the query budget: tells demonstrations apart
+    c.llm.max_prompt_tokens = 1024
     for k, v in overrides.items():
         setattr(c, k, v)
     c.lock()
@@ -56,20 +57,23 @@ def test_llm_methods_end_to_end_resume_and_no_leak(tmp_path, monkeypatch):
     backend = KeywordBackend()
     monkeypatch.setattr(backends, "make", lambda config: backend)
     shown = []
-    original = bfad._Shower.__call__
+    original = bfad.Shower.__call__
 
     def spy(self, i, budget, *, bfad):
         shown.append((i, budget))
         return original(self, i, budget, bfad=bfad)
 
-    monkeypatch.setattr(bfad._Shower, "__call__", spy)
+    monkeypatch.setattr(bfad.Shower, "__call__", spy)
     config = _config()
     workdir = str(tmp_path / "run")
     final = bfad.run(config, workdir)
 
-    samples = bfad.load_samples(config, workdir)
+    samples, _ = bfad.deduplicate(bfad.load_samples(config, workdir))
     names = [s.name for s in samples]
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "predictions", "bfad.jsonl"))]
+    pred_path = os.path.join(workdir, "predictions", "bfad.jsonl")
+    lines = open(pred_path).read().splitlines()
+    assert json.loads(lines[0])["fingerprint"] == bfad.fingerprint(config, "bfad")
+    rows = [json.loads(line) for line in lines[1:]]
     test_names = {r["name"] for r in rows}
     assert len(rows) == final["test_files"] == 8
     # Demonstrations come from the training files only, never from a test file.
@@ -82,19 +86,30 @@ def test_llm_methods_end_to_end_resume_and_no_leak(tmp_path, monkeypatch):
     tp = np.sum((y == 1) & (p == 1))
     assert final["bfad/recall"] == pytest.approx(tp / max(np.sum(y == 1), 1))
     assert final["f1"] == final["bfad/f1"]
-    # BFAD's prompts carry k demonstrations, the no-demonstration ablation none.
+    # bfad and bfad_random carry k demonstrations, bfad_nodemo and plain none.
     per_method = len(backend.conversations) // 4
-    assert all(len(m) == 2 + 2 * 2 for m in backend.conversations[:per_method])
-    assert all(len(m) == 2 for m in backend.conversations[2 * per_method : 4 * per_method])
+    assert all(len(m) == 2 + 2 * 2 for m in backend.conversations[: 2 * per_method])
+    assert all(len(m) == 2 for m in backend.conversations[2 * per_method :])
     assert os.path.exists(os.path.join(workdir, "plots", "f1.png"))
 
     # A rerun on the same workdir restores every prediction and classifies nothing.
     monkeypatch.setattr(backends, "make", lambda config: RefusingBackend())
-    again = bfad.run(config, workdir)
-    timing = "analyse_files_per_second"
-    assert {k: v for k, v in again.items() if k != timing} == {
-        k: v for k, v in final.items() if k != timing
-    }
+    assert bfad.run(config, workdir) == final
+
+    # Interrupted after 3 files, mid-write: only the other 5 are classified again.
+    with open(pred_path, "w") as f:
+        f.write("\n".join(lines[:4]) + "\n" + lines[4][:10])
+    again = KeywordBackend()
+    monkeypatch.setattr(backends, "make", lambda config: again)
+    config.unlock()
+    config.compare = ""
+    assert bfad.run(config, workdir)["bfad/f1"] == final["bfad/f1"]
+    assert len(again.conversations) == 5
+
+    # Predictions made with another configuration are never mixed in.
+    config.budget.query = 100
+    with pytest.raises(ValueError, match="another configuration"):
+        bfad.run(config, workdir)
 
 
 def test_bad_configs_fail_clearly(tmp_path):
@@ -103,19 +118,25 @@ def test_bad_configs_fail_clearly(tmp_path):
     config = _config()
     config.unlock()
     config.demos.k = 40
-    with pytest.raises(ValueError, match="exceeds the backend's max_prompt_tokens=512"):
+    with pytest.raises(ValueError, match="exceeds llm.max_prompt_tokens=512"):
         bfad.check_budget(config, 512)
     dir_config = bfad_config.get_config("paper")
     with pytest.raises(FileNotFoundError, match="webshell/"):
         bfad.load_samples(dir_config, str(tmp_path))
 
 
-def test_head_respects_the_budget():
-    text = "<?php\n" + "echo $row['name'] . htmlspecialchars($x);\n" * 500
-    for budget in (1, 7, 64, 300):
-        cut = bfad.head(text, budget, extract.approx_tokens)
-        assert extract.approx_tokens(cut) <= budget
-        assert text.startswith(cut)
+def test_deduplicate_drops_copies_and_label_conflicts():
+    from jaxpapers.security.webshell.corpus import Sample
+
+    samples = [
+        Sample("a", b"<?php eval($_POST[1]);", 1, "x"),
+        Sample("b", b"<?php echo 1;", 0, "y"),
+        Sample("c", b"<?php eval($_POST[1]);", 1, "x"),
+        Sample("d", b"<?php echo 2;", 0, "y"),
+        Sample("e", b"<?php echo 2;", 1, "z"),
+    ]
+    kept, dropped = bfad.deduplicate(samples)
+    assert [s.name for s in kept] == ["a", "b"] and dropped == 3
 
 
 @pytest.mark.slow

@@ -344,7 +344,9 @@ def test_read_corpus_families_skips_and_limits(tmp_path, caplog):
     )
     (tmp_path / "webshell" / "top.php5").write_bytes(b"<?php system($_GET['c']);")
     (tmp_path / "webshell" / "pic.jpg").write_bytes(b"\xff\xd8\xff")  # not a PHP extension
+    # An image with PHP appended is a WebShell (analysed); one without a PHP tag is binary.
     (tmp_path / "webshell" / "poly.php").write_bytes(b"GIF89a\x00\x00<?php eval($_POST[1]);")
+    (tmp_path / "webshell" / "blob.php").write_bytes(b"\x89PNG\x00\x00\x01\x02\x03")
     (tmp_path / "benign" / "wordpress" / "index.php").write_bytes(b"<?php\n// Silence is golden.\n")
     (tmp_path / "benign" / "big.inc").write_bytes(b"<?php echo 1;" + b"/*x*/" * 100)
     (tmp_path / "benign" / "wordpress" / "gone.php").symlink_to(tmp_path / "nowhere.php")
@@ -356,6 +358,7 @@ def test_read_corpus_families_skips_and_limits(tmp_path, caplog):
         "benign/big.inc",
         "benign/wordpress/index.php",
         "webshell/b374k/deep/er/x.PHP",
+        "webshell/poly.php",
         "webshell/top.php5",
     ]
     assert by_name["webshell/b374k/deep/er/x.PHP"].family == "b374k"
@@ -366,8 +369,8 @@ def test_read_corpus_families_skips_and_limits(tmp_path, caplog):
     assert len(by_name["benign/big.inc"].data) == 64
     log = caplog.text
     assert "gone.php" in log and "unreadable" in log
-    assert "poly.php" in log and "binary" in log
+    assert "blob.php" in log and "binary" in log and "poly.php" not in log
     assert "truncated" in log
     assert "loop" in log
     kept = corpus.read_corpus(tmp_path, keep_binary=True)
-    assert "webshell/poly.php" in {s.name for s in kept}
+    assert "webshell/blob.php" in {s.name for s in kept}

@@ -354,3 +354,155 @@ def test_folding_is_capped():
     assert {c.name for c in analyse(big).calls} == {"base64_decode", "dynamic_call"}
     rep = b"<?php $f = str_repeat('a', 100000000); $f(1);"
     assert "dynamic_call" in {c.name for c in analyse(rep).calls}
+
+
+# ---------------------------------------------------------------------------- obfuscated sources
+
+
+def exec_taint(code: bytes) -> list[bool]:
+    """The taint of every ``exec``/``eval``/``system`` call in ``<?php code``."""
+    a = analyse(b"<?php " + code)
+    out = [c.tainted for c in a.calls if c.name in ("exec", "eval", "system")]
+    assert out, a.calls
+    return out
+
+
+@pytest.mark.parametrize(
+    "code, tainted",
+    [
+        # dynamic names that fold to a superglobal
+        (b"eval(${'_PO'.'ST'}['c']);", True),
+        (b"eval(${'_PO'.'STX'}['c']);", False),
+        (b"exec(${'_GET'}['c']);", True),
+        (b"$k = '_GET'; exec(${$k}['c']);", True),
+        (b"$k = '_GE'; $k .= 'T'; exec($$k['c']);", True),
+        (b"$k = '_GET'; $k = 'cfg'; exec($$k['c']);", False),  # the last assignment wins
+        (b"$k = 'name'; exec(${$k});", False),
+        (b"exec($$k);", False),  # unknown name
+        (b"$k = strrev('TSOP_'); $c = ${$k}['x']; system($c);", True),
+        (b"function f() { $k = '_POST'; $a = [1, ${$k}['x']]; exec($a[1]); }", True),
+        (b"$k = '_POST'; function f() { exec(${$k}['x']); }", False),  # other scope
+        (b"extract(${'_RE'.'QUEST'}); exec($cmd);", True),
+        (b"$s = '_SER'.'VER'; exec(${$s}['HTTP_X_CMD']);", True),
+        (b"$s = '_SER'.'VER'; exec(${$s}['DOCUMENT_ROOT']);", False),
+        # a dynamic name that folds to an ordinary variable reads it
+        (b"$ab = $_GET[1]; exec(${'a'.'b'});", True),
+        (b"$ab = 'ls'; exec(${'a'.'b'});", False),
+        # $GLOBALS
+        (b"exec($GLOBALS['_POST']['x']);", True),
+        (b'exec($GLOBALS["_GET"]["x"]);', True),
+        (b"$c = $GLOBALS['_COOKIE']; exec($c['x']);", True),
+        (b"$k = '_CO'.'OKIE'; exec($GLOBALS[$k]['x']);", True),
+        (b"exec(${'GLOBALS'}['_FILES']['f']['name']);", True),
+        (b"exec($GLOBALS['_SERVER']['HTTP_X_CMD']);", True),
+        (b"exec($GLOBALS['_SERVER']['DOCUMENT_ROOT']);", False),
+        (b"exec($GLOBALS['config']['cmd']);", False),
+        (b"$k = 'cfg'; exec($GLOBALS[$k]['cmd']);", False),
+        # filter_input reads the request (not the environment)
+        (b"$c = filter_input(INPUT_GET, 'c'); system($c);", True),
+        (b"$c = filter_input(INPUT_ENV, 'c'); system($c);", False),
+    ],
+)
+def test_obfuscated_sources(code, tainted):
+    assert exec_taint(code) == [tainted]
+
+
+def test_folded_sources_are_listed_with_their_spans():
+    src = b"<?php $k = '_GET'; eval(${'_PO'.'ST'}['c'] . $$k['d'] . $GLOBALS['_COOKIE']['e']);"
+    a = analyse(src)
+    assert [(s.kind, src[s.start_byte : s.end_byte]) for s in a.sources] == [
+        ("$_POST", b"${'_PO'.'ST'}"),
+        ("$_GET", b"$$k"),
+        ("$_COOKIE", b"$GLOBALS['_COOKIE']"),
+    ]
+
+
+# ---------------------------------------------------------------------------- FILTER_CALLBACK
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        (
+            b"filter_var($_GET['c'], FILTER_CALLBACK, ['options' => 'assert']);",
+            {
+                ("filter_var", "callbacks", "direct", True),
+                ("assert", "code_execution", "callback", True),
+            },
+        ),
+        (
+            b"filter_var($x, \\FILTER_CALLBACK, array('options' => 'sys'.'tem'));",
+            {
+                ("filter_var", "callbacks", "direct", False),
+                ("system", "program_execution", "callback", False),
+            },
+        ),
+        (
+            b"$f = FILTER_CALLBACK; $o = ['options' => 'ass'.'ert']; filter_var($x, $f, $o);",
+            {
+                ("filter_var", "callbacks", "direct", False),
+                ("assert", "code_execution", "callback", False),
+            },
+        ),
+        (
+            b"filter_var($x, 1024, ['options' => 'passthru']);",
+            {
+                ("filter_var", "callbacks", "direct", False),
+                ("passthru", "program_execution", "callback", False),
+            },
+        ),
+        (
+            b"filter_input(INPUT_GET, 'c', FILTER_CALLBACK, ['options' => 'system']);",
+            {
+                ("filter_input", "callbacks", "direct", True),
+                ("system", "program_execution", "callback", True),
+            },
+        ),
+        (
+            b"filter_var_array($_POST, ['c' => ['filter' => FILTER_CALLBACK, 'options' => 'exec']]);",
+            {
+                ("filter_var_array", "callbacks", "direct", True),
+                ("exec", "program_execution", "callback", True),
+            },
+        ),
+        (
+            b"$d = ['c' => ['filter' => FILTER_CALLBACK, 'options' => 'assert']];"
+            b" filter_input_array(INPUT_POST, $d);",
+            {
+                ("filter_input_array", "callbacks", "direct", True),
+                ("assert", "code_execution", "callback", True),
+            },
+        ),
+        (  # an unresolvable callable
+            b"filter_var($x, FILTER_CALLBACK, ['options' => $_GET['f']]);",
+            {
+                ("filter_var", "callbacks", "direct", True),
+                ("dynamic_call", "code_execution", "dynamic", True),
+            },
+        ),
+        # benign counterparts: a harmless callable, a closure, other filters, no options
+        (
+            b"filter_var($x, FILTER_CALLBACK, ['options' => 'strtoupper']);",
+            {("filter_var", "callbacks", "direct", False)},
+        ),
+        (
+            b"filter_var($x, FILTER_CALLBACK, ['options' => fn ($v) => trim($v)]);",
+            {("filter_var", "callbacks", "direct", False)},
+        ),
+        (
+            b"filter_var($e, FILTER_VALIDATE_EMAIL);"
+            b" filter_var($n, FILTER_VALIDATE_INT, ['options' => ['min_range' => 1]]);"
+            b" filter_var($s, FILTER_DEFAULT, ['options' => 'system']);"
+            b" filter_var_array($d, ['a' => ['filter' => FILTER_VALIDATE_INT, 'options' => 'exec']]);",
+            set(),
+        ),
+        (b"filter_var($x, FILTER_CALLBACK); filter_var_array($d, FILTER_CALLBACK);", set()),
+    ],
+)
+def test_filter_callback(code, expected):
+    assert found(code) == expected
+
+
+def test_filter_callback_counts_the_callable():
+    a = analyse(b"<?php filter_var($x, FILTER_CALLBACK, ['options' => 'assert']); filter_var($y);")
+    assert a.functions == collections.Counter({"filter_var": 2, "assert": 1})

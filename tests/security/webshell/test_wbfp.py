@@ -64,6 +64,18 @@ def test_select_demonstrations():
     assert wbfp.select_demonstrations(sim, labels, 3) == [2, 3, 1]
     assert wbfp.select_demonstrations(sim, labels, 2, exclude=[1]) == [2, 3]
     assert wbfp.select_demonstrations(sim, labels, 2, balanced=True) == [2, 1]
+    # Odd k: one of each label, then the next most similar; a short label is filled.
+    assert wbfp.select_demonstrations(sim, labels, 3, balanced=True) == [2, 3, 1]
+    assert wbfp.select_demonstrations(sim, [1, 1, 1, 1, 0], 4, balanced=True) == [4, 2, 3, 1]
+    lasts = {
+        labels[
+            wbfp.select_demonstrations(
+                sim, labels, 2, method="random", balanced=True, rng=np.random.default_rng(s)
+            )[-1]
+        ]
+        for s in range(20)
+    }
+    assert lasts == {0, 1}
     assert wbfp.select_demonstrations(sim, labels, 2, method="none") == []
     r1 = wbfp.select_demonstrations(sim, labels, 3, method="random", rng=np.random.default_rng(0))
     r2 = wbfp.select_demonstrations(sim, labels, 3, method="random", rng=np.random.default_rng(0))
