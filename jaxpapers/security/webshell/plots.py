@@ -29,7 +29,7 @@ def f1_bars(results: Mapping[str, Mapping[str, float]], path: str) -> str:
     ax.set_xticks(range(len(results)), list(results), rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("WebShell = positive")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
