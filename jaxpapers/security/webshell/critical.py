@@ -460,6 +460,19 @@ class FileIndex:
         return scope in self.wild_scopes and (scope, var) not in self.assignments
 
 
+def _site(node, scope: int, stmts: list, funcs: list, classes: list) -> Site:
+    """A call site in the innermost open statement, function and class of the walk."""
+    stmt = stmts[-1] if stmts else None
+    return Site(
+        node,
+        scope,
+        stmt[1] if stmt else None,
+        stmt[2] if stmt else None,
+        funcs[-1][1] if funcs else None,
+        classes[-1][1] if classes else None,
+    )
+
+
 class _Acc:
     """Accumulates the variables read / sources used under one open node."""
 
@@ -530,24 +543,6 @@ def _literal_key(node: tree_sitter.Node | None, data: bytes) -> bytes | None:
 _PRUNED = frozenset(
     {"variable_name", "name", "string", "comment", "integer", "float", "text", "cast_type"}
 )
-
-
-def _pruned_walk(root: tree_sitter.Node):
-    """Pre-order ``(node, depth, type)`` over named nodes, iterative, not entering _PRUNED."""
-    cursor = root.walk()
-    depth = 0
-    while True:
-        node = cursor.node
-        t = node.type
-        if node.is_named:
-            yield node, depth, t
-        if t not in _PRUNED and cursor.goto_first_child():
-            depth += 1
-            continue
-        while depth == 0 or not cursor.goto_next_sibling():
-            if depth == 0 or not cursor.goto_parent():
-                return
-            depth -= 1
 
 
 def _is_literal(node: tree_sitter.Node | None) -> bool:
@@ -622,7 +617,9 @@ class _Walker:
         classes: list[tuple[int, tree_sitter.Node]] = []
         accs = self._accs
         next_scope = 1
-        for count, (node, depth, t) in enumerate(_pruned_walk(self.tree.root_node)):
+        walk = php.walk(self.tree.root_node, skip=_PRUNED)
+        for count, (node, depth) in enumerate(walk):
+            t = node.type
             if count >= self.max_nodes:
                 self.complete = False
                 break
@@ -646,15 +643,7 @@ class _Walker:
 
             owners = self._pending.pop(node.id, None)
             if t in _SITE_TYPES:
-                stmt = stmts[-1] if stmts else None
-                site = Site(
-                    node,
-                    scope,
-                    stmt[1] if stmt else None,
-                    stmt[2] if stmt else None,
-                    funcs[-1][1] if funcs else None,
-                    classes[-1][1] if classes else None,
-                )
+                site = _site(node, scope, stmts, funcs, classes)
                 self.sites.append(site)
                 owners = [*(owners or ()), site]
             if owners:
@@ -708,15 +697,7 @@ class _Walker:
                     and normalise_name(data[name_node.start_byte : name_node.end_byte])
                     == "fromcallable"
                 ):
-                    stmt = stmts[-1] if stmts else None
-                    site = Site(
-                        node,
-                        scope,
-                        stmt[1] if stmt else None,
-                        stmt[2] if stmt else None,
-                        funcs[-1][1] if funcs else None,
-                        classes[-1][1] if classes else None,
-                    )
+                    site = _site(node, scope, stmts, funcs, classes)
                     self.sites.append(site)
                     self._open_acc(depth, scope, [site])
             elif t in _ASSIGN_TYPES:

@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import tree_sitter
 import tree_sitter_php
@@ -118,16 +118,19 @@ def text(node: tree_sitter.Node, data: bytes) -> str:
 
 
 def walk(
-    node: tree_sitter.Node, *, named_only: bool = True
+    node: tree_sitter.Node, *, named_only: bool = True, skip: Collection[str] = ()
 ) -> Iterator[tuple[tree_sitter.Node, int]]:
-    """Pre-order ``(node, depth)`` over ``node``'s subtree, without recursion."""
+    """Pre-order ``(node, depth)`` over ``node``'s subtree, without recursion.
+
+    Nodes whose type is in ``skip`` are yielded but not entered.
+    """
     cursor = node.walk()
     depth = 0
     while True:
         current = cursor.node
         if not named_only or current.is_named:
             yield current, depth
-        if cursor.goto_first_child():
+        if (not skip or current.type not in skip) and cursor.goto_first_child():
             depth += 1
             continue
         while depth == 0 or not cursor.goto_next_sibling():
