@@ -33,6 +33,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.seed = 0
     c.method = "bfad"
     c.compare = "bfad_random,bfad_nodemo,plain,token_cnn,ast_gnn"
+    # The baselines' training mesh (data parallel over every device); the LLM runs on one.
+    c.mesh = ml_collections.ConfigDict(
+        {"axes": ("data", "model"), "shape": (-1, 1), "axis_types": "auto"}
+    )
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "generator"  # generator | dir

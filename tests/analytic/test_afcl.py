@@ -116,7 +116,12 @@ def test_ill_conditioned_solve_is_refused_with_advice():
         afcl.weights(server, 0.0)
 
 
-@pytest.mark.parametrize("alpha", [0.01, 0.1, 1.0, 100.0])
+@pytest.mark.parametrize(
+    "alpha",
+    [pytest.param(a, marks=pytest.mark.slow) for a in (0.01, 0.1)]
+    + [1.0]
+    + [pytest.param(100.0, marks=pytest.mark.slow)],
+)
 def test_digits_accuracy_identical_to_centralized(digits_pixels, alpha):
     config = _config(
         **{"federated.num_clients": 10, "federated.alpha": alpha, "analytic.buffer_size": 1024}

@@ -222,6 +222,7 @@ def test_train_and_eval_batch_norm(small):
     assert small.bn_last.use_running_average is False  # clone only
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_parameter_under_jit(small):
     graphdef, params, rest = nnx.split(small, nnx.Param, ...)
     x = jax.random.uniform(jax.random.key(3), (4, 8, 8, 3))

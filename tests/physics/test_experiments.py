@@ -30,8 +30,10 @@ def _train_losses(workdir):
 
 
 def test_ladeep_tiny_end_to_end(tmp_path):
+    # One device: the 1- vs 8-device path of the core trainer is tested in tests/core (48 s
+    # here on 8 fake devices, 31 s on one).
     work = str(tmp_path / "ladeep")
-    final = registry.get("ladeep")(_config("ladeep"), work)
+    final = registry.get("ladeep")(_config("ladeep", **{"mesh.shape": (1, 1)}), work)
     for key in ("loaded_mad", "loaded_te", "unloaded_mad", "unloaded_te"):
         assert math.isfinite(final[key]) and final[key] > 0, key
     assert final["num_steps"] == 3 * (64 // 16)
@@ -41,8 +43,9 @@ def test_ladeep_tiny_end_to_end(tmp_path):
         assert os.path.getsize(os.path.join(work, "plots", f"{name}.png")) > 0
 
 
+@pytest.mark.slow  # FilDeep's model, losses and optimizer groups are tested fast
 def test_fildeep_tiny_end_to_end(tmp_path):
-    work = str(tmp_path / "fildeep")  # one device (LaDEEP's run above uses all eight)
+    work = str(tmp_path / "fildeep")
     final = registry.get("fildeep")(_config("fildeep", **{"mesh.shape": (1, 1)}), work)
     assert set(final) >= {"unloaded_mad", "unloaded_te", "valid_unloaded_mad"}
     assert math.isfinite(final["unloaded_mad"]) and final["unloaded_mad"] > 0

@@ -19,8 +19,9 @@ def _config(**overrides):
     )
 
 
-# (4, 2) (data and model axes both > 1) is slow: CI keeps the 8-way data-parallel case.
-@pytest.mark.parametrize("shape", [(-1, 1), pytest.param((4, 2), marks=pytest.mark.slow)])
+# Slow: tests/core/test_train.py checks one- against eight-device training in the fast suite.
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(-1, 1), (4, 2)])
 def test_one_device_and_eight_devices_agree(tmp_path, devices, shape):
     one = fgcnn.run(_config(**{"mesh.shape": (1, 1)}), str(tmp_path / "one"))
     many = fgcnn.run(_config(**{"mesh.shape": shape}), str(tmp_path / "many"))
@@ -28,6 +29,7 @@ def test_one_device_and_eight_devices_agree(tmp_path, devices, shape):
         np.testing.assert_allclose(many[key], one[key], rtol=2e-4, err_msg=key)
 
 
+@pytest.mark.slow  # resumption is tested fast in tests/core/test_train.py and the launcher test
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path):
     full = fgcnn.run(_config(**{"train.num_steps": 32}), str(tmp_path / "full"))
     work = str(tmp_path / "cut")

@@ -13,7 +13,10 @@ from jaxpapers.recsys import fgcnn
 # ----------------------------------------------------------------- generated features
 
 
-@pytest.mark.parametrize("num_fields", [5, 8, 13, 20, 24, 39])
+@pytest.mark.parametrize(
+    "num_fields",  # odd and even counts; 20 and 24 run in `make test-slow`
+    [5, 8, 13, 39] + [pytest.param(n, marks=pytest.mark.slow) for n in (20, 24)],
+)
 @pytest.mark.parametrize("pooling", ["ceil", "floor"])
 @pytest.mark.parametrize("pools,recombined", [((2, 2), (3, 3)), ((3, 2, 2), (1, 2, 4))])
 def test_generated_feature_count_formula_matches_the_layer(num_fields, pooling, pools, recombined):

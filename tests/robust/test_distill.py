@@ -70,7 +70,14 @@ def _changed(before, after, name):
     return max(jax.tree.leaves(diffs))
 
 
-@pytest.mark.parametrize("method", distill.METHODS)
+@pytest.mark.parametrize(
+    "method",
+    # ARD and B-MTARD share RSLAD's and MTARD's update paths; they run in `make test-slow`
+    [
+        pytest.param(m, marks=pytest.mark.slow) if m in ("ard", "bmtard") else m
+        for m in distill.METHODS
+    ],
+)
 def test_each_method_updates_the_student_and_freezes_its_teachers(method):
     before, after, model, metrics = _one_step(method)
     assert _changed(before, after, "student") > 0

@@ -389,6 +389,8 @@ def run(config, workdir: str) -> dict:
             baseline_config = baselines.default_config(kind)
             baseline_config.update(config.baselines.to_dict())
             baseline_config.seed = config.seed
+            from jaxpapers.core import mesh as mesh_lib
+
             results[method] = baselines.train_baseline(
                 kind,
                 train,
@@ -396,6 +398,7 @@ def run(config, workdir: str) -> dict:
                 test,
                 config=baseline_config,
                 workdir=os.path.join(workdir, method),
+                mesh=mesh_lib.mesh_from_config(config.mesh),
             )
         logging.info("%s: %s", method, json.dumps(results[method]))
 
