@@ -1,6 +1,6 @@
 """Tests for jaxpapers.physics.fildeep: freezing on the HF path, parameter groups, shapes.
 
-Models are built abstractly and filled from NumPy (see tests/physics/test_ladeep.py for why).
+Models are built abstractly and filled from NumPy (`jaxpapers.core.testing.materialize`).
 """
 
 import jax
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxpapers.core.testing import compile_fast, materialize
 from jaxpapers.physics import fildeep, ladeep
 
 SMALL = dict(
@@ -22,33 +23,6 @@ SMALL = dict(
 )
 B, L, H, W = 3, 24, 8, 4
 _IN = ("strip", "mould", "section", "params")
-
-
-# Skipping LLVM's expensive passes compiles the big test programs ~25% faster on CPU.
-FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True}
-
-
-def compile_fast(fn, *args):
-    return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)
-
-
-def materialize(make, seed=0):
-    """Builds ``make()`` abstractly and fills it: BN mean 0 / var 1, scales ~1, else ~N(0, 1/fan)."""
-    graphdef, state = nnx.split(nnx.eval_shape(make))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, x):
-        name = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)][-1]
-        if name == "var":
-            return jnp.ones(x.shape, x.dtype)
-        if name == "mean":
-            return jnp.zeros(x.shape, x.dtype)
-        if name == "scale":
-            return jnp.asarray(1.0 + 0.1 * rng.normal(size=x.shape), x.dtype)
-        fan = int(np.prod(x.shape[:-1])) if len(x.shape) >= 2 else 10
-        return jnp.asarray(rng.normal(size=x.shape) / np.sqrt(fan), x.dtype)
-
-    return nnx.merge(graphdef, jax.tree.map_with_path(fill, state))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxpapers.core.testing import compile_fast, materialize
 from jaxpapers.physics import baselines, ladeep
 from jaxpapers.physics.curves import AxisScale, to_scaled_diffs
 
@@ -24,34 +25,6 @@ SMALL = dict(
     section_shape=(8, 4),
 )
 L, H, W = 24, 8, 4
-
-
-# Skipping LLVM's expensive passes compiles the big test programs ~25% faster on CPU.
-FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True}
-
-
-def compile_fast(fn, *args):
-    return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)
-
-
-def materialize(make, seed=0):
-    """Builds ``make()`` abstractly and fills it: BN mean 0 / var 1, scales ~1, else ~N(0, 1/fan)."""
-    graphdef, state = nnx.split(nnx.eval_shape(make))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, x):
-        name = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)][-1]
-        shape = x.shape
-        if name == "var":
-            return jnp.ones(shape, x.dtype)
-        if name == "mean":
-            return jnp.zeros(shape, x.dtype)
-        if name == "scale":
-            return jnp.asarray(1.0 + 0.1 * rng.normal(size=shape), x.dtype)
-        fan = int(np.prod(shape[:-1])) if len(shape) >= 2 else 10
-        return jnp.asarray(rng.normal(size=shape) / np.sqrt(fan), x.dtype)
-
-    return nnx.merge(graphdef, jax.tree.map_with_path(fill, state))
 
 
 def inputs(batch=3, seed=1, length=L, shape=(H, W)):
