@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import scipy.special
 
 from jaxpapers.security.webshell import prompt as prompt_lib
 
@@ -55,11 +56,6 @@ class Backend(Protocol):
     def classify(self, conversations: Sequence[Messages]) -> list[Verdict]: ...
 
     def count_tokens(self, text: str) -> int: ...
-
-
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
 
 
 class LocalBackend:
@@ -113,7 +109,7 @@ class LocalBackend:
         flat = [f for pair in self._forms for f in pair]
         scores = self._llama.score_continuations(self.model, ids, flat, batch_size=self.batch_size)
         per_label = scores.reshape(len(ids), len(self._forms), -1)
-        lp = _logsumexp(per_label, axis=2)  # [n, 2]: no, yes
+        lp = scipy.special.logsumexp(per_label, axis=2)  # [n, 2]: no, yes
         return lp[:, 1] - lp[:, 0]
 
     def classify(self, conversations: Sequence[Messages]) -> list[Verdict]:

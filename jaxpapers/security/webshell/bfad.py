@@ -49,6 +49,7 @@ from jaxpapers.core import metrics as metrics_lib
 from jaxpapers.security.webshell import corpus as corpus_lib
 from jaxpapers.security.webshell import critical, extract, php, wbfp
 from jaxpapers.security.webshell import prompt as prompt_lib
+from jaxpapers.security.webshell.metrics import classification_metrics
 
 LLM_METHODS = ("bfad", "bfad_random", "bfad_nodemo", "plain")
 BASELINES = {"token_cnn": "token", "ast_gnn": "graph"}  # method -> baselines kind
@@ -79,9 +80,8 @@ def load_samples(config, workdir: str) -> list[corpus_lib.Sample]:
     if data.source == "dir":
         if not data.path:
             raise FileNotFoundError(
-                "data.source='dir' needs --config.data.path=<root> holding a labelled corpus:\n"
-                "  <root>/webshell/**/<file>.php   (WebShells)\n"
-                "  <root>/benign/**/<file>.php     (benign PHP)"
+                "data.source='dir' needs --config.data.path=<root> holding a labelled corpus; "
+                + corpus_lib.LAYOUT.format(extensions=corpus_lib.EXTENSIONS)
             )
         return corpus_lib.read_corpus(data.path, max_bytes=data.max_bytes)
     raise ValueError(f"unknown data.source {data.source!r}; choose generator or dir")
@@ -304,10 +304,8 @@ def run_llm_method(
                 (len(todo) - n) / max(rate, 1e-9),
             )
     rows = [done[samples[i].name] for i in test_idx]
-    from jaxpapers.security.webshell import baselines
-
     y = [r["label"] for r in rows]
-    result = baselines.classification_metrics(y, [r["pred"] for r in rows])
+    result = classification_metrics(y, [r["pred"] for r in rows])
     result["errors"] = sum(1 for r in rows if r.get("error"))
     result["unparsed"] = sum(1 for r in rows if r.get("unparsed"))
     scores = [r["score"] for r in rows]

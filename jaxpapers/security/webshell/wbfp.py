@@ -101,18 +101,12 @@ def profile(counts: Mapping[str, int], weights: Mapping[str, float]) -> Profile:
 
 def similarity(a: Profile, b: Profile) -> float:
     """Cosine similarity of two profiles (1 for two empty profiles, 0 for one)."""
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
-    if na == 0.0 and nb == 0.0:
-        return 1.0
-    if na == 0.0 or nb == 0.0:
-        return 0.0
-    small, large = (a, b) if len(a) <= len(b) else (b, a)
-    return sum(v * large.get(f, 0.0) for f, v in small.items()) / (na * nb)
+    return float(similarity_matrix([a], [b])[0, 0])
 
 
 def similarity_matrix(queries: Sequence[Profile], pool: Sequence[Profile]) -> np.ndarray:
-    """``[len(queries), len(pool)]`` cosine similarities (dense; vocabulary from both)."""
+    """``[len(queries), len(pool)]`` cosine similarities (dense; vocabulary from both);
+    two empty profiles have similarity 1, an empty and a non-empty one 0."""
     vocab = sorted({f for p in (*queries, *pool) for f in p})
     index = {f: i for i, f in enumerate(vocab)}
 
