@@ -141,6 +141,21 @@ class LoopConfig:
         if self.eval_every < 0:
             raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
 
+    @classmethod
+    def from_train(cls, train, *, num_steps: int, eval_every: int, seed: int) -> LoopConfig:
+        """The loop of an experiment config's ``train`` block (``log_every``,
+        ``checkpoint_every``, ``keep_checkpoints``, ``prefetch_threads``, ``progress``)."""
+        return cls(
+            num_steps=num_steps,
+            log_every=train.log_every,
+            eval_every=eval_every,
+            checkpoint_every=train.checkpoint_every,
+            keep_checkpoints=train.keep_checkpoints,
+            seed=seed,
+            prefetch_threads=train.prefetch_threads,
+            progress=train.progress,
+        )
+
 
 # --------------------------------------------------------------------------- signals
 

@@ -219,15 +219,8 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 def loop_config(config, steps: int, steps_per_epoch_: int) -> train_lib.LoopConfig:
     t = config.train
     eval_every = max(1, round(t.eval_every_epochs * steps_per_epoch_)) if t.eval_every_epochs else 0
-    return train_lib.LoopConfig(
-        num_steps=steps,
-        log_every=t.log_every,
-        eval_every=eval_every,
-        checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints,
-        seed=config.seed,
-        prefetch_threads=t.prefetch_threads,
-        progress=t.progress,
+    return train_lib.LoopConfig.from_train(
+        t, num_steps=steps, eval_every=eval_every, seed=config.seed
     )
 
 

@@ -131,15 +131,8 @@ def loop_config(config, steps: int, num_train: int) -> train_lib.LoopConfig:
     eval_every = t.eval_every
     if not eval_every and t.eval_every_epochs > 0:
         eval_every = max(1, round(t.eval_every_epochs * _batches_per_epoch(config, num_train)))
-    return train_lib.LoopConfig(
-        num_steps=steps,
-        log_every=t.log_every,
-        eval_every=eval_every,
-        checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints,
-        seed=config.seed,
-        prefetch_threads=t.prefetch_threads,
-        progress=t.progress,
+    return train_lib.LoopConfig.from_train(
+        t, num_steps=steps, eval_every=eval_every, seed=config.seed
     )
 
 
