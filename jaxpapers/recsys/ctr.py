@@ -32,6 +32,7 @@ from jaxpapers.core import plotting
 from jaxpapers.core import train as train_lib
 from jaxpapers.data import ctr as ctr_data
 from jaxpapers.data import ctr_files, pipeline
+from jaxpapers.recsys import experiment
 from jaxpapers.recsys import metrics as rec_metrics
 
 ModelFactory = Callable[[Any, tuple[int, ...], nnx.Rngs], nnx.Module]
@@ -110,12 +111,7 @@ def learning_rate(optim, batches_per_epoch: int) -> optax.Schedule:
 
 
 def _batches_per_epoch(config, num_train: int) -> int:
-    per_epoch = num_train // config.train.batch_size
-    if per_epoch == 0:
-        raise ValueError(
-            f"train.batch_size={config.train.batch_size} exceeds the {num_train} training examples"
-        )
-    return per_epoch
+    return experiment.batches_per_epoch(config.train.batch_size, num_train)
 
 
 def num_steps(config, num_train: int) -> int:
@@ -127,13 +123,7 @@ def num_steps(config, num_train: int) -> int:
 
 def loop_config(config, steps: int, num_train: int) -> train_lib.LoopConfig:
     """The loop cadence; ``train.eval_every_epochs`` applies when ``eval_every`` is 0."""
-    t = config.train
-    eval_every = t.eval_every
-    if not eval_every and t.eval_every_epochs > 0:
-        eval_every = max(1, round(t.eval_every_epochs * _batches_per_epoch(config, num_train)))
-    return train_lib.LoopConfig.from_train(
-        t, num_steps=steps, eval_every=eval_every, seed=config.seed
-    )
+    return experiment.loop_config(config, steps, num_train)
 
 
 def count_params(model_factory: ModelFactory, config, vocab) -> int:

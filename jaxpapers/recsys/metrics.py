@@ -1,4 +1,5 @@
-"""Exact offline metrics for click-through-rate (CTR) prediction.
+"""Exact offline metrics for click-through-rate (CTR) prediction and full-ranking
+next-item recommendation.
 
 Two metrics are reported by essentially every CTR paper: ROC AUC and the
 mean binary cross-entropy ("logloss"). Both are implemented here in plain
@@ -23,10 +24,12 @@ Design choices:
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["auc", "logloss"]
+__all__ = ["auc", "full_ranks", "hit_rate", "logloss", "ndcg"]
 
 
 def _validate_labels(
@@ -132,3 +135,68 @@ def logloss(labels: npt.ArrayLike, probs: npt.ArrayLike, eps: float = 1e-7) -> f
     p = np.clip(p, eps, 1.0 - eps)
     losses = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
     return float(losses.mean())
+
+
+# ----------------------------------------------------------------- full-ranking top-K metrics
+#
+# Sequential recommendation is evaluated by ranking the held-out item against EVERY item of
+# the catalogue (sampled-negative numbers are not comparable). Conventions (those of RecBole's
+# full-sort evaluation): id 0 is padding and never ranked; items of the user's input history
+# are removed from the candidates (they were already consumed), unless one is the target;
+# ties count against the target (rank = number of other candidates scoring >= the target),
+# so a constant scorer gets the worst rank, not the best.
+
+
+def full_ranks(scores: jax.Array, target: jax.Array, exclude: jax.Array | None = None) -> jax.Array:
+    """0-based rank of each target among all real items (jittable; one row per user).
+
+    Args:
+      scores: ``[U, I+1]`` scores of every item id (column 0 is the padding id, ignored).
+      target: ``[U]`` held-out item ids in ``1..I``.
+      exclude: optional ``[U, L]`` item ids removed from the candidates (the history;
+        0 entries are padding and harmless).
+
+    Returns:
+      ``[U]`` int32: how many other candidates score at least as high as the target.
+    """
+    scores = jnp.asarray(scores)
+    target = jnp.asarray(target)
+    if scores.ndim != 2 or target.shape != scores.shape[:1]:
+        raise ValueError(
+            f"scores must be [U, I+1] and target [U], got {scores.shape} and {target.shape}"
+        )
+    num_users, num_ids = scores.shape
+    rows = jnp.arange(num_users)
+    candidate = jnp.ones((num_users, num_ids), bool).at[:, 0].set(False)
+    if exclude is not None:
+        exclude = jnp.asarray(exclude)
+        if exclude.ndim != 2 or exclude.shape[0] != num_users:
+            raise ValueError(f"exclude must be [U, L] with U={num_users}, got {exclude.shape}")
+        candidate = candidate.at[rows[:, None], exclude].set(False)
+    candidate = candidate.at[rows, target].set(False)  # the target is not its own competitor
+    target_score = scores[rows, target]
+    beats = candidate & (scores >= target_score[:, None])
+    return beats.sum(axis=1).astype(jnp.int32)
+
+
+def _ranks(ranks: npt.ArrayLike, k: int) -> np.ndarray:
+    r = np.asarray(ranks)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D array, got shape {r.shape}")
+    if (r < 0).any():
+        raise ValueError("ranks are 0-based and must be >= 0")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return r.astype(np.float64)
+
+
+def hit_rate(ranks: npt.ArrayLike, k: int) -> float:
+    """HR@K (= Recall@K with one held-out item): the fraction of ranks below ``k``."""
+    r = _ranks(ranks, k)
+    return float(np.mean(r < k))
+
+
+def ndcg(ranks: npt.ArrayLike, k: int) -> float:
+    """NDCG@K with one relevant item: mean of ``1 / log2(rank + 2)`` over ranks below ``k``."""
+    r = _ranks(ranks, k)
+    return float(np.mean(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)))

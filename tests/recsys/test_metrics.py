@@ -150,3 +150,42 @@ def test_logloss_matches_sklearn_property(data, n):
     probs = data.draw(hnp.arrays(np.float64, n, elements=st.floats(1e-3, 1.0 - 1e-3)))
     expected = skm.log_loss(labels, probs, labels=[0, 1])
     assert metrics.logloss(labels, probs) == pytest.approx(expected, rel=1e-10)
+
+
+# ------------------------------------------------------------------ full ranking, HR, NDCG
+
+
+def test_full_ranks_hand_computed():
+    # items 1..5; column 0 is padding (its huge score must not count)
+    scores = np.array(
+        [
+            [99.0, 0.1, 0.9, 0.5, 0.7, 0.2],  # target 3 (0.5): items 2 (0.9), 4 (0.7) beat it
+            [99.0, 0.1, 0.9, 0.5, 0.7, 0.2],  # same, but item 2 is in the history: rank 1
+            [99.0, 0.3, 0.3, 0.3, 0.0, 0.0],  # target 1 ties with 2 and 3: ties count against
+            [99.0, 0.0, 0.0, 0.0, 0.0, 1.0],  # target 5 is the best: rank 0
+        ]
+    )
+    target = np.array([3, 3, 1, 5])
+    history = np.array([[0, 1], [0, 2], [0, 0], [5, 4]])  # row 3: the target in its history
+    ranks = np.asarray(metrics.full_ranks(scores, target, exclude=history))
+    np.testing.assert_array_equal(ranks, [2, 1, 2, 0])
+    np.testing.assert_array_equal(np.asarray(metrics.full_ranks(scores, target)), [2, 2, 2, 0])
+
+
+def test_hit_rate_and_ndcg_hand_computed():
+    ranks = np.array([0, 1, 4, 9, 30])
+    assert metrics.hit_rate(ranks, 1) == pytest.approx(1 / 5)
+    assert metrics.hit_rate(ranks, 5) == pytest.approx(3 / 5)
+    assert metrics.hit_rate(ranks, 10) == pytest.approx(4 / 5)
+    expected10 = (1.0 + 1 / np.log2(3) + 1 / np.log2(6) + 1 / np.log2(11)) / 5
+    assert metrics.ndcg(ranks, 10) == pytest.approx(expected10)
+    assert metrics.ndcg(ranks, 1) == pytest.approx(1 / 5)
+
+
+def test_rank_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.hit_rate([0, 1], 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        metrics.ndcg([-1], 5)
+    with pytest.raises(ValueError, match="target"):
+        metrics.full_ranks(np.zeros((2, 4)), np.zeros(3, int))
