@@ -1,6 +1,6 @@
 r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics,webshell]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics,webshell,multimodal]
                            [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
@@ -30,6 +30,14 @@ forward, ``--physics_batch``, 256), ``ladeep_train``, ``mlp_train``, ``transform
 (the library's train step, ``--physics_train_batch``, 32); ``--iters`` interleaved rounds.
 Reports the HF solve time per sample over LaDEEP's inference time per sample. Smoke run:
 ``--suite=physics --physics_batch=8 --physics_train_batch=8 --physics_gen_batch=8 --iters=1``.
+
+Suite ``multimodal`` (not in the default list; issue 4): train steps of ``sasrec_train``,
+``torch_sasrec_train`` (a PyTorch SASRec of the same shape, when torch is installed),
+``cammsr_train``, ``qarm_train``, ``em3_train``, ``em3_pre_extracted_train`` at
+``--multimodal_batch`` (256) x ``--multimodal_len`` (50), ``--iters`` interleaved rounds, and
+``em3_memory`` (XLA memory analysis of EM3's step with LoRA vs full fine-tuning);
+``--wait_for_idle`` also waits again after compiling, before the timed rounds. Smoke run:
+``--suite=multimodal --multimodal_batch=8 --multimodal_len=10 --iters=1``.
 """
 
 from __future__ import annotations
@@ -79,7 +87,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--suite",
         default="ctr,analytic",
-        help="benchmark suites to run: ctr, analytic, aptshield, robust, physics and/or webshell",
+        help="benchmark suites to run: ctr, analytic, aptshield, robust, physics, webshell "
+        "and/or multimodal",
+    )
+    p.add_argument(
+        "--multimodal_batch",
+        type=int,
+        default=256,
+        help="batch of the multimodal suite's train steps",
+    )
+    p.add_argument(
+        "--multimodal_len",
+        type=int,
+        default=50,
+        help="sequence (history) length of the multimodal suite",
     )
     p.add_argument(
         "--webshell_files",
@@ -156,6 +177,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "physics_train_batch",
         "physics_gen_batch",
         "webshell_files",
+        "multimodal_batch",
+        "multimodal_len",
     ):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
@@ -185,16 +208,18 @@ def main(argv=None) -> int:
         aptshield,
         ctr,
         harness,
+        multimodal,
         physics,
         robust,
         webshell,
     )
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    if not set(suites) <= {"ctr", "analytic", "aptshield", "robust", "physics", "webshell"}:
+    known = {"ctr", "analytic", "aptshield", "robust", "physics", "webshell", "multimodal"}
+    if not set(suites) <= known:
         print(
-            "error: --suite takes ctr, analytic, aptshield, robust, physics and/or webshell, "
-            f"got {args.suite!r}",
+            "error: --suite takes ctr, analytic, aptshield, robust, physics, webshell and/or "
+            f"multimodal, got {args.suite!r}",
             file=sys.stderr,
         )
         return 2
@@ -241,6 +266,16 @@ def main(argv=None) -> int:
                     rounds=args.iters,
                     only=only,
                     matmul_n=args.matmul_n,
+                )
+            elif suite == "multimodal":
+                results, tables = multimodal.run(
+                    batch=args.multimodal_batch,
+                    length=args.multimodal_len,
+                    rounds=args.iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
+                    threads=args.threads or None,
+                    wait_for_idle=args.wait_for_idle,
                 )
             else:
                 results, tables = aptshield.run(

@@ -18,6 +18,9 @@ RunFn = Callable[[Any, str], dict]
 
 _EXPERIMENTS: dict[str, str | RunFn] = {
     "fgcnn": "jaxpapers.recsys.fgcnn:run",
+    "cammsr": "jaxpapers.recsys.cammsr:run",
+    "qarm": "jaxpapers.recsys.qarm:run",
+    "em3": "jaxpapers.recsys.em3:run",
     "afcl": "jaxpapers.analytic.afcl:run",
     "acu": "jaxpapers.analytic.acu:run",
     "deepafl": "jaxpapers.analytic.deepafl:run",
