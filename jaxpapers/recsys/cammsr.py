@@ -334,6 +334,7 @@ class CAMMSR(nnx.Module):
         dropout: float = 0.2,
         norm: str = "dyt",
         scale_input: bool = False,
+        swap_head: bool = False,
         rngs: nnx.Rngs,
     ):
         if num_items < 1:
@@ -417,6 +418,7 @@ class CAMMSR(nnx.Module):
             scale_input=scale_input,
             rngs=rngs,
         )
+        self.swap_head = moe.Expert(dim, dim, rngs=rngs) if modality_swap and swap_head else None
         self.swap_rngs = rngs.swap.fork() if modality_swap else None
 
     # ------------------------------------------------------------------ item side
@@ -489,7 +491,10 @@ class CAMMSR(nnx.Module):
             plan = swap_plan(self.swap_rngs(), items, len(self.modalities), self.swap_rate)
             reps = self.camoe(self.swapped_inputs(items, plan))[0]
             other = self._encode_reps(reps, mask, deterministic)
-            swap = info_nce(states[:, -1], other[:, -1], temperature=self.temperature)
+            a, b = states[:, -1], other[:, -1]
+            if self.swap_head is not None:
+                a, b = self.swap_head(a), self.swap_head(b)
+            swap = info_nce(a, b, temperature=self.temperature)
 
         loss = next_item + self.category_weight * category + self.swap_weight * swap
         return loss, {"next_item": next_item, "category": category, "swap": swap}
@@ -555,6 +560,7 @@ def _cammsr(cfg, data, rngs, *, loss, max_len):
         category_guidance=cfg.category_guidance,
         modality_swap=cfg.modality_swap,
         swap_rate=cfg.swap_rate,
+        swap_head=cfg.swap_head,
         rngs=rngs,
         **_loss_kwargs(loss),
         **_common(cfg, max_len),

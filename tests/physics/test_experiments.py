@@ -29,6 +29,7 @@ def _train_losses(workdir):
     return [e["loss"] for e in events if e.get("split") == "train" and "loss" in e]
 
 
+@pytest.mark.slow  # 31 s; LaDEEP's model, losses and optimizer are tested fast (CI budget)
 def test_ladeep_tiny_end_to_end(tmp_path):
     # One device: the 1- vs 8-device path of the core trainer is tested in tests/core (48 s
     # here on 8 fake devices, 31 s on one).
