@@ -76,7 +76,7 @@ parameters (category predictor) get zero gradients.
 
 Other choices: ID embeddings are ``N(0, 1)`` (the same scale as the standardised
 pre-extracted features, so no expert starts out dominant); the frozen features are held as
-:class:`FrozenFeature` variables (not ``nnx.Param``: the optimiser never sees them); the expert
+:class:`~jaxpapers.recsys.ranking.Frozen` variables (not ``nnx.Param``: the optimiser never sees them); the expert
 hidden width defaults to ``D``; experts have no dropout (the Transformer applies its dropout to
 the item representations it receives).
 """
@@ -99,14 +99,11 @@ from jaxpapers.core.sharding import logical
 from jaxpapers.nn import moe
 from jaxpapers.nn.contrastive import info_nce
 from jaxpapers.nn.transformer import CausalTransformer
+from jaxpapers.recsys.ranking import Frozen
 
 SOURCES = ("id", "text", "image")
 MODALITIES = ("text", "image")
 MODEL_NAMES = ("cammsr", "sasrec", "sasrec_mm")
-
-
-class FrozenFeature(nnx.Variable):
-    """A pre-extracted, frozen per-item feature table (never trained)."""
 
 
 class CategoryLabel(nnx.Variable):
@@ -389,11 +386,7 @@ class CAMMSR(nnx.Module):
             set(modalities) if modality_swap else set()
         )
         self.features = nnx.Dict(
-            {
-                m: FrozenFeature(jnp.asarray(features[m], jnp.float32))
-                for m in modalities
-                if m in used
-            }
+            {m: Frozen(jnp.asarray(features[m], jnp.float32)) for m in modalities if m in used}
         )
         self.id_embedding = nnx.Embed(
             num_items + 1,

@@ -15,7 +15,7 @@ from flax import nnx
 
 from jaxpapers.core import config as config_lib
 from jaxpapers.data import multimodal
-from jaxpapers.recsys import cammsr
+from jaxpapers.recsys import cammsr, ranking
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NI, L, C, D, F_TEXT, F_IMAGE = 9, 6, 3, 8, 3, 5
@@ -101,7 +101,7 @@ def _materialize(make, seed: int = 0):
         if isinstance(var, nnx.Param):
             fan = int(np.prod(shape[:-1])) if len(shape) >= 2 else 10
             value = jnp.asarray(rng.normal(size=shape) / np.sqrt(fan), dtype)
-        elif isinstance(var, cammsr.FrozenFeature):
+        elif isinstance(var, ranking.Frozen):
             value = jnp.asarray(getattr(DATA, f"{path[-1]}_features"))
         elif isinstance(var, cammsr.CategoryLabel):
             value = jnp.asarray(DATA.item_category)
