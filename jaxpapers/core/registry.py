@@ -29,6 +29,8 @@ _EXPERIMENTS: dict[str, str | RunFn] = {
     "ciard": "jaxpapers.robust.ciard:run",
     "ladeep": "jaxpapers.physics.ladeep:run",
     "fildeep": "jaxpapers.physics.fildeep:run",
+    "unisoma": "jaxpapers.physics.multisolid:run",
+    "fisale": "jaxpapers.physics.fluidsolid:run",
 }
 
 

@@ -50,6 +50,7 @@ def test_ridge_objective_never_increases_with_depth(digits_pixels):
     assert objective[-1] < objective[0]
 
 
+@pytest.mark.slow  # 14 s; DeepAFL's exactness per layer is tested fast (CI budget)
 def test_deeper_beats_single_layer_afl_on_pixels(digits_pixels):
     parts = federated.dirichlet(digits_pixels.train_labels, 10, 0.1, seed=2)
     blocks = _blocks(digits_pixels, parts)

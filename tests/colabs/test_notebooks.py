@@ -9,9 +9,16 @@ from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "colabs", "*.ipynb")))
+# The robust family's notebook trains and attacks ResNets (~75 s): `make test-slow` runs it; its
+# models, attacks and distillation methods are tested fast in tests/robust (CI budget).
+SLOW = {"robust.ipynb"}
+PARAMS = [
+    pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in SLOW else p
+    for p in NOTEBOOKS
+]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+@pytest.mark.parametrize("path", PARAMS, ids=os.path.basename)
 def test_notebook_runs(path):
   nb = nbformat.read(path, as_version=4)
   client = NotebookClient(nb, timeout=600, kernel_name="python3",
