@@ -53,7 +53,7 @@ from jaxpapers.core import metrics as metrics_lib
 from jaxpapers.core import plotting
 from jaxpapers.core import train as train_lib
 from jaxpapers.data import pipeline
-from jaxpapers.physics import fields, fisale, implicit, multisolid
+from jaxpapers.physics import fields, fisale, implicit, multisolid, stretch
 
 SPLITS = ("train", "valid", "test")
 DOMAINS = ("solid", "fluid", "interface")
@@ -241,8 +241,8 @@ def summarize(out):
 def make_task(config, prepared: Prepared) -> tuple[train_lib.Task, int, int]:
     norms = prepared.normalizers
     train = prepared.arrays["train"]
-    per_epoch = multisolid.steps_per_epoch(len(train["current_solid"]), config.train.batch_size)
-    steps = multisolid.num_steps(config, per_epoch)
+    per_epoch = stretch.steps_per_epoch(len(train["current_solid"]), config.train.batch_size)
+    steps = stretch.num_steps(config, per_epoch)
     epochs = math.ceil(steps / per_epoch)
 
     def loss_fn(model, batch):
@@ -340,7 +340,7 @@ def run(config, workdir: str) -> dict:
     task, steps, per_epoch = make_task(config, prepared)
     mesh = mesh_lib.mesh_from_config(config.mesh)
     results = train_lib.train_and_evaluate(
-        task, multisolid.loop_config(config, steps, per_epoch), workdir=workdir, mesh=mesh
+        task, stretch.loop_config(config, steps, per_epoch), workdir=workdir, mesh=mesh
     )
     final = {k: v for k, v in results["test"].items() if "rel_l1" in k}
     final.update({f"valid_{k}": v for k, v in results["valid"].items() if k.startswith("rel_l1")})

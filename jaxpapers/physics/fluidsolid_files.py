@@ -81,6 +81,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxpapers.physics.multisolid_files import SPLITS, _file_split
+
 __all__ = [
     "DATASETS",
     "DATA_URLS",
@@ -92,8 +94,6 @@ __all__ = [
     "structure_oscillation_folders",
 ]
 
-SPLITS = ("train", "valid", "test")
-_FILE_SPLIT = {"train": "train", "valid": "eval", "eval": "eval", "test": "test"}
 DOMAINS = ("solid", "fluid", "interface")
 
 DATA_URLS: dict[str, str] = {
@@ -173,12 +173,6 @@ DATASETS: dict[str, DatasetSpec] = {
 # Names of the quantities in the pickles.
 _PICKLE_KEYS = {"stress": "stress", "pressure": "pressure", "vel": "velocity"}
 _WING_PARAMS = ("wing_material", "attack_angle", "wind_velocity")
-
-
-def _file_split(split: str) -> str:
-    if split not in _FILE_SPLIT:
-        raise ValueError(f"split must be one of {SPLITS} (or 'eval'), got {split!r}.")
-    return _FILE_SPLIT[split]
 
 
 def _spec(dataset: str) -> DatasetSpec:

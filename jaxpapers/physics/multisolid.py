@@ -65,6 +65,7 @@ from jaxpapers.core import plotting
 from jaxpapers.core import train as train_lib
 from jaxpapers.data import pipeline
 from jaxpapers.physics import fields, implicit, unisoma
+from jaxpapers.physics.stretch import loop_config, num_steps, steps_per_epoch
 
 SPLITS = ("train", "valid", "test")
 TASKS = ("longtime", "rollout")
@@ -424,19 +425,6 @@ def _noise_transform(scene: Scene, prepared_norms, std: float):
 # --------------------------------------------------------------------------- training
 
 
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    n = num_train // batch_size
-    if n == 0:
-        raise ValueError(f"train.batch_size={batch_size} exceeds the {num_train} training rows")
-    return n
-
-
-def num_steps(config, per_epoch: int) -> int:
-    if config.train.num_steps:
-        return int(config.train.num_steps)
-    return max(1, math.ceil(config.train.num_epochs * per_epoch))
-
-
 def optimizer(config, steps: int):
     """The reference's AdamW with a cosine from ``lr`` to ``lr / lr_decay`` over training."""
     o = config.optim
@@ -488,14 +476,6 @@ def make_task(config, prepared: Prepared) -> tuple[train_lib.Task, int, int]:
         },
     )
     return task, steps, per_epoch
-
-
-def loop_config(config, steps: int, per_epoch: int) -> train_lib.LoopConfig:
-    t = config.train
-    eval_every = max(1, round(t.eval_every_epochs * per_epoch)) if t.eval_every_epochs else 0
-    return train_lib.LoopConfig.from_train(
-        t, num_steps=steps, eval_every=eval_every, seed=config.seed
-    )
 
 
 # --------------------------------------------------------------------------- rollout
