@@ -11,6 +11,17 @@ Data (``config.data``):
 Both give the same per-object arrays (``deformable_{i}/init``, ``/final``, ``/stress``,
 ``/steps``, ``rigid_{j}/init``, ``/final``, ``/steps``, optionally ``load_{k}``).
 
+Material (synthetic data; a choice, the reference's datasets have one material each): every
+generated block has its own Young's modulus E (log-uniform over a factor 100) and Poisson
+ratio ν. They are model inputs: each deformable node carries ``[log E, ν]`` of its block
+(``deformable_{i}/material``, normalised like every input), since without them neither the
+split of a punch's displacement between stacked blocks nor the stress level is determined by
+the inputs. The stress target is the block's von Mises stress *over its E* (σ/E, a
+strain-like number): for a prescribed punch motion σ scales with E, so σ in MPa spans the
+modulus range (per-scene norms 4–1,050 MPa on the default) and a global normaliser cannot
+serve the soft blocks; σ/E spans a factor 6.5. ``rel_l2_stress`` is per object, so it is the
+same for σ/E as for σ (E is one number per block).
+
 Tasks (``data.task``), as Unisoma's two settings:
 
 * ``"longtime"`` — from the initial configuration and the loads, predict each deformable's
@@ -45,6 +56,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -90,6 +103,7 @@ def data_config() -> ml_collections.ConfigDict:
             "num_test": 100,
             "noise_std": 1e-3,  # rollout: input noise in normalised units
             "seed": 0,
+            "cache_dir": "",  # synthetic: keep generated scenes here, reuse them ("": off)
         }
     )
 
@@ -121,6 +135,7 @@ class Scene:
     contact_pairs: tuple[tuple[int, int], ...]
     coord_dim: int
     fields: tuple[str, ...]  # extra per-node targets beside the displacement, e.g. ("stress",)
+    material_dim: int = 0  # per-node material inputs of each deformable (``material_{i}``)
 
 
 def _generator_config(data):
@@ -147,13 +162,15 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
         sizes = (int(data.num_train), int(data.num_valid), int(data.num_test))
         if min(sizes) <= 0:
             raise ValueError(f"data.num_train/num_valid/num_test must be positive, got {sizes}")
-        raw = contact.generate(jax.random.key(int(data.seed), impl="rbg"), sum(sizes), gen)
+        raw = _generate_cached(gen, sum(sizes), int(data.seed), str(data.cache_dir))
         splits, start = {}, 0
         for split, n in zip(SPLITS, sizes):
             splits[split] = {k: np.asarray(v[start : start + n]) for k, v in raw.items()}
             start += n
         pairs = tuple(tuple(int(i) for i in p) for p in contact.contact_pairs(gen))
         num_rigids = int(data.num_rigids)
+        for arrays in splits.values():
+            _add_material(arrays, contact.param_names(gen))
     elif data.source == "unisoma_files":
         from jaxpapers.physics import multisolid_files  # pylint: disable=g-import-not-at-top
 
@@ -177,7 +194,7 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
             k.split("/", 1)[1]
             for k in sorted(train)
             if k.startswith("deformable_0/")
-            and k.split("/", 1)[1] not in ("init", "final", "steps")
+            and k.split("/", 1)[1] not in ("init", "final", "steps", "material")
             and not k.endswith("_steps")
         )
     else:  # the reference's channel order, e.g. (stress, peeq)
@@ -201,8 +218,58 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
         contact_pairs=pairs,
         coord_dim=int(train["deformable_0/init"].shape[-1]),
         fields=fields_,
+        material_dim=int(train["deformable_0/material"].shape[-1])
+        if "deformable_0/material" in train
+        else 0,
     )
     return splits, scene
+
+
+def _generate_cached(gen, num: int, seed: int, cache_dir: str) -> dict[str, np.ndarray]:
+    """``contact.generate`` of ``num`` scenes, read from / written to ``cache_dir`` if set.
+
+    The file name hashes the generator config, the count and the seed, so any change makes a
+    new file; it is written to a temporary name and renamed (an interrupted write leaves no
+    partial file behind).
+    """
+    from jaxpapers.physics.generators import contact  # pylint: disable=g-import-not-at-top
+
+    def generate():
+        return jax.device_get(contact.generate(jax.random.key(seed, impl="rbg"), num, gen))
+
+    if not cache_dir:
+        return generate()
+    spec = json.dumps([dataclasses.asdict(gen), num, seed, "contact-v1"], sort_keys=True)
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"contact-{digest}.npz")
+    if os.path.exists(path):
+        logging.info("multi-solid data: reading the cached scenes %s", path)
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    raw = generate()
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in raw.items()})
+    os.replace(tmp, path)
+    logging.info("multi-solid data: cached the scenes in %s", path)
+    return raw
+
+
+def _add_material(arrays: dict[str, np.ndarray], param_names: Sequence[str]) -> None:
+    """Per-node ``[log E, ν]`` of each generated block, and its stress as σ/E (see above)."""
+    params = arrays["params"]
+    i = 0
+    while f"deformable_{i}/init" in arrays:
+        youngs = params[:, param_names.index(f"block{i}_youngs_modulus")]
+        poisson = params[:, param_names.index(f"block{i}_poisson_ratio")]
+        points = arrays[f"deformable_{i}/init"].shape[1]
+        per_block = np.stack([np.log(youngs), poisson], -1)  # (N, 2)
+        arrays[f"deformable_{i}/material"] = np.repeat(per_block[:, None], points, axis=1)
+        for key in (f"deformable_{i}/stress", f"deformable_{i}/stress_steps"):
+            if key in arrays:
+                scale = youngs.reshape((-1,) + (1,) * (arrays[key].ndim - 1))
+                arrays[key] = arrays[key] / scale
+        i += 1
 
 
 def _count(arrays: Mapping[str, np.ndarray], kind: str) -> int:
@@ -234,6 +301,8 @@ def longtime_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, 
         extra = [raw[f"deformable_{i}/{f}"][..., None] for f in scene.fields]
         out[f"deformable_{i}"] = init
         out[f"target_{i}"] = np.concatenate([final - init, *extra], axis=-1)
+        if scene.material_dim:
+            out[f"material_{i}"] = raw[f"deformable_{i}/material"]
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
@@ -249,6 +318,9 @@ def rollout_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, n
         extra = [raw[f"deformable_{i}/{f}_steps"][:, 1:, :, None] for f in scene.fields]
         out[f"deformable_{i}"] = _pairs(steps[:, :-1])
         out[f"target_{i}"] = _pairs(np.concatenate([steps[:, 1:] - steps[:, :-1], *extra], -1))
+        if scene.material_dim:
+            material = raw[f"deformable_{i}/material"][:, None]
+            out[f"material_{i}"] = _pairs(np.repeat(material, steps.shape[1] - 1, axis=1))
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
@@ -316,7 +388,7 @@ def make_model(m, scene: Scene, rngs: nnx.Rngs) -> nnx.Module:
         return unisoma.Unisoma(
             load_dim=2 * c,
             rigid_dim=c,
-            deformable_in_dim=c,
+            deformable_in_dim=c + scene.material_dim,
             deformable_out_dim=out_dim,
             num_loads=scene.num_loads,
             num_rigids=scene.num_rigids,
@@ -330,16 +402,22 @@ def make_model(m, scene: Scene, rngs: nnx.Rngs) -> nnx.Module:
             rngs=rngs,
         )
     if m.name == "transolver":
-        return Implicit(scene, in_dim=2 * c, out_dim=out_dim, m=m, rngs=rngs)
+        in_dim = max(2 * c, c + scene.material_dim)
+        return Implicit(scene, in_dim=in_dim, out_dim=out_dim, m=m, rngs=rngs)
     raise ValueError(f"model.name must be one of {MODELS}, got {m.name!r}")
 
 
 def call(model, batch, scene: Scene):
     """The model's per-deformable outputs on a batch of normalised arrays."""
+    deformables = [batch[f"deformable_{i}"] for i in range(scene.num_deformables)]
+    if scene.material_dim:
+        deformables = [
+            jnp.concatenate([x, batch[f"material_{i}"]], axis=-1) for i, x in enumerate(deformables)
+        ]
     return model(
         [batch[f"load_{k}"] for k in range(scene.num_loads)],
         [batch[f"rigid_{j}"] for j in range(scene.num_rigids)],
-        [batch[f"deformable_{i}"] for i in range(scene.num_deformables)],
+        deformables,
     )
 
 
@@ -505,6 +583,9 @@ def rollout(model, prepared: Prepared, split: str = "test", batch_size: int = 32
                 batch[f"load_{j}"] = norms[f"load_{j}"](rollout_loads(steps[:, t : t + 2])[:, 0])
             for i in range(scene.num_deformables):
                 batch[f"deformable_{i}"] = norms[f"deformable_{i}"](current[i])
+                if scene.material_dim:
+                    material = raw[f"deformable_{i}/material"][rows]
+                    batch[f"material_{i}"] = norms[f"material_{i}"](material)
             outs = _predict(graphdef, state, batch, scene)
             for i in range(scene.num_deformables):
                 inc = norms[f"target_{i}"].inverse(np.asarray(outs[i]))[..., : scene.coord_dim]

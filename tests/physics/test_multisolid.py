@@ -1,5 +1,7 @@
 """The multi-solid experiment's data plumbing: examples, noise injection, rollout, metrics."""
 
+import dataclasses
+
 import numpy as np
 
 from jaxpapers.physics import fields, multisolid
@@ -55,6 +57,26 @@ def test_rollout_examples_pair_every_frame_with_the_next():
     np.testing.assert_allclose(
         ex["load_0"][4], np.concatenate([rigid[1, 1], rigid[1, 2] - rigid[1, 1]], -1)
     )
+
+
+def test_material_inputs_and_stress_over_youngs_modulus():
+    raw = _raw(n=2, frames=4, p=5)
+    raw["params"] = np.array([[10.0, 0.3], [1000.0, 0.45]], np.float32)  # (E, ν) of block 0
+    stress, stress_steps = raw["deformable_0/stress"].copy(), raw["deformable_0/stress_steps"]
+    multisolid._add_material(raw, ("block0_youngs_modulus", "block0_poisson_ratio"))
+    material = raw["deformable_0/material"]
+    assert material.shape == (2, 5, 2)
+    np.testing.assert_allclose(material[1, 3], [np.log(1000.0), 0.45], rtol=1e-6)
+    np.testing.assert_allclose(raw["deformable_0/stress"][0], stress[0] / 10.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        raw["deformable_0/stress_steps"][1], stress_steps[1] / 1000.0, rtol=1e-6
+    )
+    scene = dataclasses.replace(SCENE, material_dim=2)
+    longtime = multisolid.longtime_examples(raw, scene)
+    np.testing.assert_array_equal(longtime["material_0"], material)
+    rollout = multisolid.rollout_examples(raw, scene)
+    assert rollout["material_0"].shape == (2 * 3, 5, 2)
+    np.testing.assert_array_equal(rollout["material_0"][4], material[1])  # scene 1, frame 1
 
 
 def test_noise_injection_keeps_the_true_next_position():
@@ -117,3 +139,25 @@ def test_rollout_feeds_predictions_back_and_rmse_is_per_frame(monkeypatch):
     shifted = [preds[0].copy()]
     shifted[0][:, -1] += np.array([3.0, 4.0], np.float32)
     np.testing.assert_allclose(multisolid.rollout_rmse(shifted, raw)[-1], 5.0, atol=1e-3)
+
+
+def test_generated_scenes_are_cached_by_config_count_and_seed(tmp_path, monkeypatch):
+    from jaxpapers.physics.generators import contact
+
+    calls = []
+
+    def fake_generate(key, num, config):
+        calls.append(num)
+        return {"deformable_0/init": np.full((num, 3, 2), float(len(calls)), np.float32)}
+
+    monkeypatch.setattr(contact, "generate", fake_generate)
+    gen = contact.ContactConfig(num_deformables=1)
+    first = multisolid._generate_cached(gen, 4, 0, str(tmp_path))
+    again = multisolid._generate_cached(gen, 4, 0, str(tmp_path))
+    assert calls == [4]  # the second call read the file
+    np.testing.assert_array_equal(again["deformable_0/init"], first["deformable_0/init"])
+    multisolid._generate_cached(gen, 4, 1, str(tmp_path))  # another seed: generated anew
+    multisolid._generate_cached(dataclasses.replace(gen, nx=8), 4, 0, str(tmp_path))
+    assert calls == [4, 4, 4] and len(list(tmp_path.glob("contact-*.npz"))) == 3
+    multisolid._generate_cached(gen, 4, 0, "")  # no cache: always generated
+    assert len(calls) == 4

@@ -13,7 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _config(paper, **overrides):
+    """The tiny config on one device (the test session has 8 fake ones; batches of 4)."""
     path = os.path.join(ROOT, "experiments", "configs", f"{paper}.py")
+    overrides = {"mesh.shape": (1, 1), **overrides}
     return config_lib.override(config_lib.load_file(path, "tiny"), overrides)
 
 
