@@ -1,6 +1,7 @@
 r"""Runs the benchmarks, prints the tables and writes the results as JSON.
 
-  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics,webshell,multimodal]
+  python -m benchmarks.run [--suite=ctr,analytic,aptshield,robust,physics,webshell,multimodal,
+                                   multiphysics]
                            [--only=ipnn_train_step,deepctr_torch_pnn_train_step,...]
                            [--batch=1024] [--iters=10] [--breakdown_iters=5]
                            [--out=benchmarks/results/ctr.json] [--xla_flags=...]
@@ -38,6 +39,21 @@ Suite ``multimodal`` (not in the default list; issue 4): train steps of ``sasrec
 ``em3_memory`` (XLA memory analysis of EM3's step with LoRA vs full fine-tuning);
 ``--wait_for_idle`` also waits again after compiling, before the timed rounds. Smoke run:
 ``--suite=multimodal --multimodal_batch=8 --multimodal_len=10 --iters=1``.
+
+Suite ``multiphysics`` (not in the default list; issue 6, multi-solid contact and FSI):
+``contact_generator`` (the contact FEM solve of ``--multiphysics_gen_batch`` scenes, 32),
+``fsi_generator`` (the LBM/IB simulator, ``--multiphysics_fsi_trajectories`` (12) x
+``--multiphysics_fsi_frames`` (5) recorded frames, warm-up removed), ``unisoma_infer``,
+``transolver_contact_infer``, ``fisale_infer``, ``transolver_fsi_infer`` (jitted forward,
+``--multiphysics_batch``, 32), ``unisoma_train``, ``transolver_contact_train``, ``fisale_train``,
+``transolver_fsi_train`` (the library's train step at the configs' batch, 8 / 16, or
+``--multiphysics_train_batch``), ``torch_transolver_contact_train`` and ``torch_unisoma_infer``
+(PyTorch ports of the implicit baseline's train step and Unisoma's forward, when torch is
+installed); ``--iters`` interleaved rounds; ``--wait_for_idle``
+also waits again after compiling. Reports simulator seconds per sample over inference seconds
+per sample. Smoke run: ``--suite=multiphysics --multiphysics_batch=2
+--multiphysics_train_batch=2 --multiphysics_gen_batch=2 --multiphysics_fsi_trajectories=1
+--multiphysics_fsi_frames=1 --iters=1 --matmul_n=256``.
 """
 
 from __future__ import annotations
@@ -87,8 +103,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--suite",
         default="ctr,analytic",
-        help="benchmark suites to run: ctr, analytic, aptshield, robust, physics, webshell "
-        "and/or multimodal",
+        help="benchmark suites to run: ctr, analytic, aptshield, robust, physics, webshell, "
+        "multimodal and/or multiphysics",
+    )
+    p.add_argument(
+        "--multiphysics_batch",
+        type=int,
+        default=32,
+        help="inference batch of the multiphysics suite (Unisoma, Fisale, the baselines)",
+    )
+    p.add_argument(
+        "--multiphysics_train_batch",
+        type=int,
+        default=0,
+        help="train batch of the multiphysics suite (0: the configs' own, Unisoma 8, Fisale 16)",
+    )
+    p.add_argument(
+        "--multiphysics_gen_batch",
+        type=int,
+        default=32,
+        help="scenes per call of the multiphysics suite's contact generator",
+    )
+    p.add_argument(
+        "--multiphysics_fsi_trajectories",
+        type=int,
+        default=12,
+        help="trajectories per call of the multiphysics suite's FSI generator",
+    )
+    p.add_argument(
+        "--multiphysics_fsi_frames",
+        type=int,
+        default=5,
+        help="recorded frames per call of the multiphysics suite's FSI generator",
     )
     p.add_argument(
         "--multimodal_batch",
@@ -179,9 +225,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "webshell_files",
         "multimodal_batch",
         "multimodal_len",
+        "multiphysics_batch",
+        "multiphysics_gen_batch",
+        "multiphysics_fsi_trajectories",
+        "multiphysics_fsi_frames",
     ):
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive")
+    if args.multiphysics_train_batch < 0:
+        p.error("--multiphysics_train_batch must be >= 0 (0: the configs' own)")
     return args
 
 
@@ -209,17 +261,27 @@ def main(argv=None) -> int:
         ctr,
         harness,
         multimodal,
+        multiphysics,
         physics,
         robust,
         webshell,
     )
 
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
-    known = {"ctr", "analytic", "aptshield", "robust", "physics", "webshell", "multimodal"}
+    known = {
+        "ctr",
+        "analytic",
+        "aptshield",
+        "robust",
+        "physics",
+        "webshell",
+        "multimodal",
+        "multiphysics",
+    }
     if not set(suites) <= known:
         print(
-            "error: --suite takes ctr, analytic, aptshield, robust, physics, webshell and/or "
-            f"multimodal, got {args.suite!r}",
+            "error: --suite takes ctr, analytic, aptshield, robust, physics, webshell, "
+            f"multimodal and/or multiphysics, got {args.suite!r}",
             file=sys.stderr,
         )
         return 2
@@ -271,6 +333,19 @@ def main(argv=None) -> int:
                 results, tables = multimodal.run(
                     batch=args.multimodal_batch,
                     length=args.multimodal_len,
+                    rounds=args.iters,
+                    only=only,
+                    matmul_n=args.matmul_n,
+                    threads=args.threads or None,
+                    wait_for_idle=args.wait_for_idle,
+                )
+            elif suite == "multiphysics":
+                results, tables = multiphysics.run(
+                    batch=args.multiphysics_batch,
+                    train_batch=args.multiphysics_train_batch,
+                    gen_batch=args.multiphysics_gen_batch,
+                    fsi_trajectories=args.multiphysics_fsi_trajectories,
+                    fsi_frames=args.multiphysics_fsi_frames,
                     rounds=args.iters,
                     only=only,
                     matmul_n=args.matmul_n,
