@@ -14,7 +14,9 @@ repeats the comparison at each value of one config field (e.g. Unisoma's number 
 solids) and ``--seeds`` at each seed (``config.seed`` and, where the config has one,
 ``config.data.seed``: a new model initialisation *and* a new generated dataset). Runs go to
 ``<workdir>[/<key>=<v>][/seed<s>]/<entry>``; a finished run is only re-evaluated, so an
-interrupted comparison resumes. Writes ``<workdir>/comparison.json`` (every run's final
+interrupted comparison resumes. Where the config can cache its generated data
+(``data.cache_dir``, Unisoma's), the entries share ``<workdir>/data_cache``: each dataset is
+generated once. Writes ``<workdir>/comparison.json`` (every run's final
 metrics, with ``entry``, ``seed`` and the swept value), ``comparison.md`` (the table: means
 over seeds ± their standard deviation, and the paper's model's relative error reduction
 against each baseline) and ``plots/comparison.png``.
@@ -116,6 +118,8 @@ def compare(
                     c.seed = int(seed)
                     if "data" in c and "seed" in c.data:
                         c.data.seed = int(seed)
+                if "data" in c and "cache_dir" in c.data and not c.data.cache_dir:
+                    c.data.cache_dir = os.path.join(workdir, "data_cache")  # shared by entries
                 run_dir = _run_dir(workdir, sweep_key, value, seed, name)
                 final = dict(registry.get(paper)(c, run_dir))
                 final.update(entry=name, seed=int(c.seed))

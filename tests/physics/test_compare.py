@@ -65,6 +65,7 @@ def test_compare_runs_every_value_seed_and_entry_in_its_own_folder(tmp_path, mon
     def fake_run(config, workdir):
         calls.append((config.model.name, config.data.num_deformables, config.seed, workdir))
         assert config.data.seed == config.seed
+        assert config.data.cache_dir == os.path.join(str(tmp_path), "data_cache")
         rel = 0.01 * config.data.num_deformables * (1 if config.model.name == "unisoma" else 2)
         return {"rel_l2": rel, "rel_l2_disp": rel, "rel_l2_stress": rel}
 
