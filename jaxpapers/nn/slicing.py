@@ -9,7 +9,7 @@ the order of the points and de-slicing is equivariant, so any model that only mi
 between is point-permutation equivariant and accepts any number of points.
 
 Pure functions (any leading axes): :func:`slice_weights`, :func:`slice_tokens`,
-:func:`deslice`. Modules:
+:func:`deslice`, :func:`mask_weights`. Modules:
 
 * :class:`FFN` — ``Linear -> GELU -> Linear``, the ``MLP(layer_num=0)`` that Unisoma's ``FFN``
   and Transolver's ``MLP(n_layers=0)`` both reduce to (attributes ``fc_pre`` / ``fc_post``).
@@ -34,6 +34,17 @@ model's ``initialize_weights`` overwrites afterwards, is not used here either). 
 truncates at +-2 std and rescales to std 0.02, which we accept. Place-holders are
 ``uniform[0, 1) / emb_dim`` as the references. Dropout is 0 in both references' configs and is
 left out. GELU is the exact (erf) form, PyTorch's ``nn.GELU()`` default.
+
+Padded point sets (``mask``): datasets whose samples differ in their number of points are
+batched by padding every sample to a common ``N`` (the references train those with batch 1).
+``slice_tokens``, :class:`SliceBlock` and :class:`PhysicsAttention` take an optional ``mask``
+``(B, N)`` (1 = a real point, 0 = padding): a padded point gets zero slice weight, in the
+token's numerator and in its normaliser ``sum_n w[n, g]``, and its features are zeroed before
+the sum (``jnp.where``, so even non-finite garbage in the padding cannot reach a token). The
+tokens, and so every output at the real points, are then those of the unpadded set up to
+float32 summation order. The returned weights are zero on padded rows (they no longer sum to
+1 there), and de-sliced outputs at padded points are don't-care values. ``mask=None`` runs
+exactly the unmasked computation (no extra operations).
 
 Unisoma's optional kNN edge features (``use_edge``: edge lengths projected and sliced with the
 mean slice weight of their two end points) are not implemented: our generators give point sets
@@ -111,13 +122,43 @@ def slice_weights(
     return jax.nn.softmax(logits / temperature, axis=-1)
 
 
-def slice_tokens(weights: jax.Array, features: jax.Array, eps: float = SLICE_EPS) -> jax.Array:
+def _point_mask(mask: jax.Array, points_shape: tuple[int, ...]) -> jax.Array:
+    """``mask > 0`` broadcast to ``points_shape`` (``(..., N)``), or a ValueError."""
+    try:
+        return jnp.broadcast_to(jnp.asarray(mask) > 0, points_shape)
+    except ValueError:
+        raise ValueError(
+            f"mask {jnp.shape(mask)} must broadcast to the points' shape {points_shape} (..., N)"
+        ) from None
+
+
+def mask_weights(weights: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Slice weights ``(..., N, G)`` with the rows of padded points (``mask`` 0) set to 0.
+
+    ``mask`` ``(..., N)`` (1/0 or bool, broadcast to the weights' leading axes); None returns
+    ``weights`` unchanged.
+    """
+    if mask is None:
+        return weights
+    keep = _point_mask(mask, weights.shape[:-1])
+    return jnp.where(keep[..., None], weights, jnp.zeros((), weights.dtype))
+
+
+def slice_tokens(
+    weights: jax.Array,
+    features: jax.Array,
+    eps: float = SLICE_EPS,
+    *,
+    mask: jax.Array | None = None,
+) -> jax.Array:
     """Slice tokens: weighted averages of the point features.
 
     Args:
       weights: ``(..., N, G)`` slice weights (each row sums to 1 over ``G``).
       features: ``(..., N, C)`` point features.
       eps: added to each slice's total weight before dividing (the references' 1e-5).
+      mask: optional ``(..., N)`` (broadcastable), 1 for real points and 0 for padding:
+        padded points get weight 0 and features 0, so they add nothing to either sum.
 
     Returns:
       ``(..., G, C)``: ``sum_n w[n, g] f[n] / (sum_n w[n, g] + eps)``.
@@ -127,6 +168,10 @@ def slice_tokens(weights: jax.Array, features: jax.Array, eps: float = SLICE_EPS
             f"weights {weights.shape} and features {features.shape} must agree on all but the "
             "last axis (..., N)"
         )
+    if mask is not None:
+        keep = _point_mask(mask, weights.shape[:-1])[..., None]
+        weights = jnp.where(keep, weights, jnp.zeros((), weights.dtype))
+        features = jnp.where(keep, features, jnp.zeros((), features.dtype))
     total = jnp.einsum("...ng,...nc->...gc", weights, features)
     norm = jnp.sum(weights, axis=-2)[..., None]
     return total / (norm + eps)
@@ -172,7 +217,11 @@ class SliceBlock(nnx.Module):
         self.temperature_x = nnx.Param(jnp.full((slice_num,), 0.5, jnp.float32))
         self.place_holder_x = place_holder_param((emb_dim,), emb_dim, rngs)
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """``x`` ``(B, N, E)``; ``mask`` ``(B, N)`` 1/0 for real/padded points, or None.
+
+        With a mask the returned weights are zero on padded rows (see the module docstring).
+        """
         if x.shape[-1] != self.emb_dim:
             raise ValueError(f"SliceBlock expects {self.emb_dim} features, got shape {x.shape}")
         fx_mid = self.in_project_fx(x)
@@ -180,7 +229,9 @@ class SliceBlock(nnx.Module):
         weights = slice_weights(
             self.in_project_slice(x_mid), self.temperature_x[...], UNISOMA_TEMPERATURE_CLIP
         )
-        return slice_tokens(weights, fx_mid), weights
+        if mask is None:
+            return slice_tokens(weights, fx_mid), weights
+        return slice_tokens(weights, fx_mid, mask=mask), mask_weights(weights, mask)
 
 
 class DesliceBlock(nnx.Module):
@@ -198,7 +249,9 @@ class DesliceBlock(nnx.Module):
 class PhysicsAttention(nnx.Module):
     """Transolver's Physics-Attention over an irregular point set: ``(B, N, dim) -> same``.
 
-    ``__call__(x, return_weights=True)`` also returns the slice weights ``(B, heads, N, G)``.
+    ``__call__(x, return_weights=True)`` also returns the slice weights ``(B, heads, N, G)``;
+    ``__call__(x, mask=m)`` with ``m`` ``(B, N)`` 1/0 leaves padded points out of every slice
+    token (their weights, returned as 0, and outputs are don't-care).
     """
 
     def __init__(
@@ -235,7 +288,11 @@ class PhysicsAttention(nnx.Module):
         return jnp.swapaxes(x, -2, -3)
 
     def __call__(
-        self, x: jax.Array, *, return_weights: bool = False
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        return_weights: bool = False,
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         if x.shape[-1] != self.dim:
             raise ValueError(f"PhysicsAttention expects {self.dim} features, got shape {x.shape}")
@@ -244,7 +301,14 @@ class PhysicsAttention(nnx.Module):
         weights = slice_weights(
             self.in_project_slice(x_mid), self.temperature[...], self.temperature_clip
         )  # (B, H, N, G)
-        tokens = slice_tokens(weights, fx_mid)  # (B, H, G, D)
+        if mask is None:
+            tokens = slice_tokens(weights, fx_mid)  # (B, H, G, D)
+        else:
+            if jnp.shape(mask) != x.shape[:-1]:
+                raise ValueError(f"mask {jnp.shape(mask)} must be (B, N) = {x.shape[:-1]}")
+            head_mask = jnp.expand_dims(mask, -2)  # (B, 1, N): the same for every head
+            weights = mask_weights(weights, head_mask)
+            tokens = slice_tokens(weights, fx_mid, mask=head_mask)
         q, k, v = self.to_q(tokens), self.to_k(tokens), self.to_v(tokens)
         dots = jnp.einsum("...id,...jd->...ij", q, k) * self.dim_head**-0.5
         out_tokens = jax.nn.softmax(dots, axis=-1) @ v

@@ -26,6 +26,15 @@ zero-padded to ``dim`` features and get a one-hot object id, then all points are
 objects. The one-hot tells the model which object a point belongs to (without it a load point
 and a deformable point with the same coordinates would be indistinguishable); the model stays
 permutation equivariant over all points, hence over each object's points.
+
+Padded objects (datasets whose samples differ in their number of points, batched by padding;
+see :mod:`jaxpapers.physics.multisolid`): ``Transolver(x, mask=m)`` with ``m`` ``(B, N)`` (1
+real, 0 padding) passes the mask to every block's Physics-Attention, which leaves padded points
+out of every slice token; everything else in the model is per point, so the outputs at the
+real points do not depend on the padding (outputs at padded points are don't-care).
+:func:`concat_masks` concatenates per-object masks like the points (an object without a mask
+is all real points); ``ObjectsTransolver(objects, masks)`` does both. No mask runs exactly the
+unmasked computation.
 """
 
 from __future__ import annotations
@@ -62,9 +71,12 @@ class TransolverBlock(nnx.Module):
             self.ln_3 = layer_norm(emb_dim, rngs=rngs)
             self.mlp2 = dense(emb_dim, out_dim, ("embed", None), rngs=rngs)
 
-    def __call__(self, fx: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Returns the block output and its slice weights ``(B, heads, N, G)``."""
-        attn, weights = self.Attn(self.ln_1(fx), return_weights=True)
+    def __call__(self, fx: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Returns the block output and its slice weights ``(B, heads, N, G)``.
+
+        ``mask`` ``(B, N)`` (1 real, 0 padded point) or None: see the module docstring.
+        """
+        attn, weights = self.Attn(self.ln_1(fx), mask=mask, return_weights=True)
         fx = attn + fx
         fx = self.mlp(self.ln_2(fx)) + fx
         if self.last_layer:
@@ -75,7 +87,8 @@ class TransolverBlock(nnx.Module):
 class Transolver(nnx.Module):
     """Transolver on an irregular point set: ``(B, N, in_dim) -> (B, N, out_dim)``.
 
-    ``__call__(x, return_weights=True)`` also returns the list of each block's slice weights.
+    ``__call__(x, return_weights=True)`` also returns the list of each block's slice weights;
+    ``__call__(x, mask=m)`` (``m`` ``(B, N)``, 1 real / 0 padded point) ignores padded points.
     """
 
     def __init__(
@@ -114,14 +127,20 @@ class Transolver(nnx.Module):
         )
 
     def __call__(
-        self, x: jax.Array, *, return_weights: bool = False
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        return_weights: bool = False,
     ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
         if x.ndim != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"Transolver expects (B, N, {self.in_dim}) inputs, got {x.shape}")
+        if mask is not None and jnp.shape(mask) != x.shape[:2]:
+            raise ValueError(f"mask {jnp.shape(mask)} must be (B, N) = {x.shape[:2]}")
         fx = self.preprocess(x) + self.placeholder[...]
         weights = []
         for block in self.blocks:
-            fx, w = block(fx)
+            fx, w = block(fx, mask)
             weights.append(w)
         return (fx, weights) if return_weights else fx
 
@@ -154,6 +173,35 @@ def concat_objects(objects: Sequence[jax.Array], dim: int) -> jax.Array:
     return jnp.concatenate(parts, axis=1)
 
 
+def concat_masks(
+    objects: Sequence[jax.Array], masks: Sequence[jax.Array | None] | None
+) -> jax.Array | None:
+    """The point masks of :func:`concat_objects`'s output: ``(B, sum_o N_o)`` or None.
+
+    Args:
+      objects: the ``K`` arrays ``(B, N_o, d_o)`` given to :func:`concat_objects`.
+      masks: None, or ``K`` entries, each ``(B, N_o)`` (1 real, 0 padded point) or None for
+        an object without padding (all ones).
+
+    Returns:
+      None when there are no masks at all (the unmasked computation), else the masks
+      concatenated like the points (float32).
+    """
+    if masks is None or all(m is None for m in masks):
+        return None
+    if len(masks) != len(objects):
+        raise ValueError(f"got {len(masks)} masks for {len(objects)} objects (None: no padding)")
+    parts = []
+    for o, (x, m) in enumerate(zip(objects, masks)):
+        if m is None:
+            parts.append(jnp.ones(x.shape[:2], jnp.float32))
+        elif jnp.shape(m) != x.shape[:2]:
+            raise ValueError(f"mask {o} has shape {jnp.shape(m)}; object {o} needs {x.shape[:2]}")
+        else:
+            parts.append(jnp.asarray(m, jnp.float32))
+    return jnp.concatenate(parts, axis=1)
+
+
 def split_objects(x: jax.Array, sizes: Sequence[int]) -> list[jax.Array]:
     """Cut ``(B, sum sizes, C)`` back into ``[(B, sizes[o], C), ...]`` (inverse of the concat)."""
     if any(n < 0 for n in sizes) or sum(sizes) != x.shape[1]:
@@ -173,7 +221,9 @@ class ObjectsTransolver(nnx.Module):
 
     ``__call__(objects)`` takes ``num_objects`` arrays ``(B, N_o, d_o)`` with ``d_o <= in_dim``
     (:func:`concat_objects` pads them and appends the one-hot object id) and returns the
-    per-object outputs ``(B, N_o, out_dim)`` (:func:`split_objects`).
+    per-object outputs ``(B, N_o, out_dim)`` (:func:`split_objects`). ``masks`` (optional,
+    one ``(B, N_o)`` 1/0 array or None per object, :func:`concat_masks`) leaves padded points
+    out of the slicing; outputs at padded points are don't-care.
     """
 
     def __init__(
@@ -184,6 +234,12 @@ class ObjectsTransolver(nnx.Module):
             in_dim=in_dim + num_objects, out_dim=out_dim, rngs=rngs, **transolver_kwargs
         )
 
-    def __call__(self, objects: Sequence[jax.Array]) -> list[jax.Array]:
-        out = self.transolver(concat_objects(objects, self.in_dim))
+    def __call__(
+        self,
+        objects: Sequence[jax.Array],
+        masks: Sequence[jax.Array | None] | None = None,
+    ) -> list[jax.Array]:
+        mask = concat_masks(objects, masks)
+        x = concat_objects(objects, self.in_dim)
+        out = self.transolver(x) if mask is None else self.transolver(x, mask=mask)
         return list(split_objects(out, [o.shape[1] for o in objects]))

@@ -11,6 +11,21 @@ Data (``config.data``):
 Both give the same per-object arrays (``deformable_{i}/init``, ``/final``, ``/stress``,
 ``/steps``, ``rigid_{j}/init``, ``/final``, ``/steps``, optionally ``load_{k}``).
 
+Datasets whose samples differ in their number of points (Unisoma's deforming plate has its own
+mesh per sample; the reader returns such keys as 1-D ``object`` arrays) are padded and masked
+(:func:`pad_objects`), since the trainer batches fixed shapes where the reference trains them
+with batch size 1. Every object that is ragged in some split (``deformable_{i}``,
+``rigid_{j}`` or ``load_{k}``; all its keys together) is zero-padded, in every split, to its
+largest point count over all splits, and gets ``<object>/mask`` ``(N, P)`` float32 (1 real, 0
+padded point); objects with one point count per split stay exactly as they are, without a
+mask. The :class:`Scene` then has ``masked=True``; the example builders carry the masks into
+the batches as ``mask_{object}`` (``mask_deformable_0``, ``mask_rigid_1``, ``mask_load_0``),
+the normalisers are fitted on the real points only, :func:`call` hands the masks to the model
+(padded points get zero slice weight in every slicing, so the outputs at the real points do
+not depend on the padding), and the losses, ``rel_l2`` metrics, :func:`rollout` (increments at
+padded points are zeroed) and :func:`rollout_rmse` count real points only. Data without ragged
+objects (the synthetic default) runs exactly as before.
+
 Material (synthetic data; a choice, the reference's datasets have one material each): every
 generated block has its own Young's modulus E (log-uniform over a factor 100) and Poisson
 ratio ν. They are model inputs: each deformable node carries ``[log E, ν]`` of its block
@@ -60,6 +75,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -136,6 +152,7 @@ class Scene:
     coord_dim: int
     fields: tuple[str, ...]  # extra per-node targets beside the displacement, e.g. ("stress",)
     material_dim: int = 0  # per-node material inputs of each deformable (``material_{i}``)
+    masked: bool = False  # padded objects: batches carry ``mask_{object}`` (see pad_objects)
 
 
 def _generator_config(data):
@@ -185,6 +202,7 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
         num_rigids = _count(splits["train"], "rigid")
     else:
         raise ValueError(f"data.source must be 'synthetic' or 'unisoma_files', got {data.source!r}")
+    splits = pad_objects(splits)
     train = splits["train"]
     num_deformables = _count(train, "deformable")
     for arrays in splits.values():
@@ -194,21 +212,13 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
             k.split("/", 1)[1]
             for k in sorted(train)
             if k.startswith("deformable_0/")
-            and k.split("/", 1)[1] not in ("init", "final", "steps", "material")
+            and k.split("/", 1)[1] not in ("init", "final", "steps", "material", "mask")
             and not k.endswith("_steps")
         )
     else:  # the reference's channel order, e.g. (stress, peeq)
         fields_ = tuple(spec.fields)
     if data.task == "rollout":  # per-frame targets exist only for fields with trajectories
         fields_ = tuple(f for f in fields_ if f"deformable_0/{f}_steps" in train)
-    for split, arrays in splits.items():
-        ragged = sorted(k for k, v in arrays.items() if v.dtype == object)
-        if ragged:
-            raise ValueError(
-                f"{data.dataset} ({split}): the samples differ in their number of points "
-                f"({ragged[:3]}...); this trainer batches fixed-shape arrays, so only datasets "
-                "with one point layout per object run here"
-            )
     if data.task == "rollout" and "deformable_0/steps" not in train:
         raise ValueError("data.task='rollout' needs per-step trajectories ('deformable_i/steps')")
     scene = Scene(
@@ -221,8 +231,86 @@ def load_raw(data) -> tuple[dict[str, dict[str, np.ndarray]], Scene]:
         material_dim=int(train["deformable_0/material"].shape[-1])
         if "deformable_0/material" in train
         else 0,
+        masked=any(k.endswith("/mask") for k in train),
     )
     return splits, scene
+
+
+_OBJECT = re.compile(r"^(deformable|rigid|load)_\d+$")
+
+
+def _object_of(key: str) -> str | None:
+    """``deformable_0/init`` -> ``deformable_0``, ``load_1`` -> ``load_1``; None otherwise."""
+    name = key.split("/", 1)[0]
+    return name if _OBJECT.match(name) else None
+
+
+def _samples(values: np.ndarray) -> list[np.ndarray]:
+    """The per-sample arrays of a stacked ``(N, ...)`` or a ragged 1-D ``object`` array."""
+    return [np.asarray(v) for v in values]
+
+
+def pad_objects(
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Zero-pads every object whose samples differ in point count; adds ``<object>/mask``.
+
+    An object (``deformable_{i}``, ``rigid_{j}``, ``load_{k}``, with all its keys) is padded
+    when any of its keys is a ragged 1-D ``object`` array (one per-sample array each, as
+    :func:`~jaxpapers.physics.multisolid_files.read_split` returns them) in any split. It is
+    then padded with zeros in every split to its largest point count over all splits, and
+    ``<object>/mask`` ``(N, P)`` float32 marks the real points (1) and the padding (0). The
+    point axis of a sample is its first axis, or its second for per-frame keys (names ending
+    in ``steps``: ``(F, P, ...)``). Objects that are not ragged anywhere are left as they are
+    and get no mask (a different but fixed count per split needs no padding: the models take
+    any number of points).
+
+    Returns new dicts (the arrays of unpadded objects are shared with the input); raises
+    ``ValueError`` for a ragged key that belongs to no object or keys of one object that
+    disagree on a sample's point count.
+    """
+    out = {split: dict(arrays) for split, arrays in splits.items()}
+    ragged = sorted({k for a in splits.values() for k, v in a.items() if v.dtype == object})
+    strays = [k for k in ragged if _object_of(k) is None]
+    if strays:
+        raise ValueError(
+            f"keys {strays} differ in shape between samples but belong to no object "
+            "(deformable_i/..., rigid_j/..., load_k); only objects' points can be padded"
+        )
+    for obj in sorted({_object_of(k) for k in ragged}):
+        counts: dict[str, np.ndarray] = {}
+        for split, arrays in splits.items():
+            keys = sorted(k for k in arrays if _object_of(k) == obj)
+            per_key = {}
+            for k in keys:
+                axis = 1 if k.endswith("steps") else 0
+                per_key[k] = np.array([v.shape[axis] for v in _samples(arrays[k])], np.int64)
+            if not per_key:
+                continue
+            first = per_key[keys[0]]
+            for k in keys[1:]:
+                if not np.array_equal(per_key[k], first):
+                    bad = int(np.argmax(per_key[k] != first))
+                    raise ValueError(
+                        f"{split} sample {bad}: {obj}'s keys disagree on its number of points "
+                        f"({keys[0]}: {first[bad]}, {k}: {per_key[k][bad]})"
+                    )
+            counts[split] = first
+        width = int(max(c.max() for c in counts.values()))
+        for split, arrays in splits.items():
+            if split not in counts:
+                continue
+            for k in sorted(k for k in arrays if _object_of(k) == obj):
+                axis = 1 if k.endswith("steps") else 0
+                padded = []
+                for v in _samples(arrays[k]):
+                    pad = [(0, 0)] * v.ndim
+                    pad[axis] = (0, width - v.shape[axis])
+                    padded.append(np.pad(v.astype(np.float32), pad))
+                out[split][k] = np.stack(padded)
+            mask = np.arange(width)[None, :] < counts[split][:, None]
+            out[split][f"{obj}/mask"] = mask.astype(np.float32)
+    return out
 
 
 def _generate_cached(gen, num: int, seed: int, cache_dir: str) -> dict[str, np.ndarray]:
@@ -287,6 +375,8 @@ def _add_loads(arrays: dict[str, np.ndarray], num_rigids: int) -> None:
         arrays[f"load_{j}"] = np.concatenate(
             [arrays[f"rigid_{j}/init"], arrays[f"rigid_{j}/final"]], axis=-1
         )
+        if f"rigid_{j}/mask" in arrays:  # a padded rigid body: its load has its points
+            arrays[f"load_{j}/mask"] = arrays[f"rigid_{j}/mask"]
 
 
 def longtime_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, np.ndarray]:
@@ -303,7 +393,28 @@ def longtime_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, 
         out[f"target_{i}"] = np.concatenate([final - init, *extra], axis=-1)
         if scene.material_dim:
             out[f"material_{i}"] = raw[f"deformable_{i}/material"]
+    if scene.masked:
+        for obj in _objects(scene):
+            if f"{obj}/mask" in raw:
+                out[f"mask_{obj}"] = raw[f"{obj}/mask"]
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+
+def _objects(scene: Scene) -> list[str]:
+    """The model's objects: ``load_k``, ``rigid_j``, ``deformable_i``."""
+    return [
+        *(f"load_{k}" for k in range(scene.num_loads)),
+        *(f"rigid_{j}" for j in range(scene.num_rigids)),
+        *(f"deformable_{i}" for i in range(scene.num_deformables)),
+    ]
+
+
+def _mask_key(name: str) -> str:
+    """The batch mask of a model array: ``target_1`` / ``material_1`` -> ``mask_deformable_1``."""
+    kind, index = name.rsplit("_", 1)
+    if kind in ("target", "material"):
+        kind = "deformable"
+    return f"mask_{kind}_{index}"
 
 
 def rollout_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, np.ndarray]:
@@ -321,6 +432,15 @@ def rollout_examples(raw: Mapping[str, np.ndarray], scene: Scene) -> dict[str, n
         if scene.material_dim:
             material = raw[f"deformable_{i}/material"][:, None]
             out[f"material_{i}"] = _pairs(np.repeat(material, steps.shape[1] - 1, axis=1))
+    if scene.masked:  # the per-scene masks of every pair (a load has its rigid body's points)
+        frames = raw["deformable_0/steps"].shape[1] - 1
+        for obj, source in [
+            *((f"rigid_{j}", f"rigid_{j}") for j in range(scene.num_rigids)),
+            *((f"load_{j}", f"rigid_{j}") for j in range(scene.num_rigids)),
+            *((f"deformable_{i}", f"deformable_{i}") for i in range(scene.num_deformables)),
+        ]:
+            if f"{source}/mask" in raw:
+                out[f"mask_{obj}"] = np.repeat(raw[f"{source}/mask"], frames, axis=0)
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
@@ -345,8 +465,20 @@ class Prepared:
 def prepare(data, raw: Mapping[str, Mapping[str, np.ndarray]], scene: Scene) -> Prepared:
     build = longtime_examples if data.task == "longtime" else rollout_examples
     examples = {s: build(raw[s], scene) for s in raw}
-    norms = {k: fields.Normalizer.fit(v) for k, v in examples["train"].items()}
-    arrays = {s: {k: norms[k](v) for k, v in ex.items()} for s, ex in examples.items()}
+    train = examples["train"]
+    if scene.masked:  # masks are not normalised; the fits see the real points only
+        norms = {
+            k: fields.Normalizer.fit(v, train.get(_mask_key(k)))
+            for k, v in train.items()
+            if not k.startswith("mask_")
+        }
+        arrays = {
+            s: {k: norms[k](v) if k in norms else v for k, v in ex.items()}
+            for s, ex in examples.items()
+        }
+    else:
+        norms = {k: fields.Normalizer.fit(v) for k, v in train.items()}
+        arrays = {s: {k: norms[k](v) for k, v in ex.items()} for s, ex in examples.items()}
     return Prepared(arrays, {s: dict(r) for s, r in raw.items()}, norms, scene)
 
 
@@ -371,8 +503,27 @@ class Implicit(nnx.Module):
             **transolver_kwargs(m),
         )
 
-    def __call__(self, loads, rigids, deformables):
-        return self.model([*loads, *rigids, *deformables])[len(loads) + len(rigids) :]
+    def __call__(
+        self,
+        loads,
+        rigids,
+        deformables,
+        *,
+        load_masks=None,
+        rigid_masks=None,
+        deformable_masks=None,
+    ):
+        objects = [*loads, *rigids, *deformables]
+        if load_masks is None and rigid_masks is None and deformable_masks is None:
+            out = self.model(objects)
+        else:
+            masks = [
+                *(load_masks or [None] * len(loads)),
+                *(rigid_masks or [None] * len(rigids)),
+                *(deformable_masks or [None] * len(deformables)),
+            ]
+            out = self.model(objects, masks)
+        return out[len(loads) + len(rigids) :]
 
 
 def transolver_kwargs(m) -> dict[str, int]:
@@ -414,36 +565,64 @@ def call(model, batch, scene: Scene):
         deformables = [
             jnp.concatenate([x, batch[f"material_{i}"]], axis=-1) for i, x in enumerate(deformables)
         ]
+    loads = [batch[f"load_{k}"] for k in range(scene.num_loads)]
+    rigids = [batch[f"rigid_{j}"] for j in range(scene.num_rigids)]
+    if not scene.masked:
+        return model(loads, rigids, deformables)
     return model(
-        [batch[f"load_{k}"] for k in range(scene.num_loads)],
-        [batch[f"rigid_{j}"] for j in range(scene.num_rigids)],
+        loads,
+        rigids,
         deformables,
+        load_masks=[batch.get(f"mask_load_{k}") for k in range(scene.num_loads)],
+        rigid_masks=[batch.get(f"mask_rigid_{j}") for j in range(scene.num_rigids)],
+        deformable_masks=[batch.get(f"mask_deformable_{i}") for i in range(scene.num_deformables)],
     )
+
+
+def _deformable_mask(batch, scene: Scene, i: int):
+    """Deformable i's point mask in ``batch``, or None (unpadded)."""
+    return batch.get(f"mask_deformable_{i}") if scene.masked else None
 
 
 # --------------------------------------------------------------------------- losses, metrics
 
 
 def longtime_loss(outputs, batch, scene: Scene):
-    """Σ over deformables of rel-L2(positions) + Σ rel-L2(each extra field) (normalised)."""
+    """Σ over deformables of rel-L2(positions) + Σ rel-L2(each extra field) (normalised).
+
+    Padded points (``mask_deformable_i``) do not count.
+    """
     c = scene.coord_dim
     total, metrics = 0.0, {}
     for i, pred in enumerate(outputs):
         true = batch[f"target_{i}"]
-        pos = jnp.mean(fields.relative_l2(pred[..., :c], true[..., :c]))
+        mask = _deformable_mask(batch, scene, i)
+        pos = jnp.mean(fields.relative_l2(pred[..., :c], true[..., :c], mask))
         total = total + pos
         metrics[f"pos_loss_{i}"] = pos
         for f_index, name in enumerate(scene.fields):
             sl = slice(c + f_index, c + f_index + 1)
-            term = jnp.mean(fields.relative_l2(pred[..., sl], true[..., sl]))
+            term = jnp.mean(fields.relative_l2(pred[..., sl], true[..., sl], mask))
             total = total + term
             metrics[f"{name}_loss_{i}"] = term
     return total, metrics
 
 
 def rollout_loss(outputs, batch, scene: Scene):
-    """Mean over deformables of the MSE of normalised targets (the reference's rollout loss)."""
-    terms = [jnp.mean((pred - batch[f"target_{i}"]) ** 2) for i, pred in enumerate(outputs)]
+    """Mean over deformables of the MSE of normalised targets (the reference's rollout loss).
+
+    With padded points (``mask_deformable_i``) the mean is over the real points only.
+    """
+    terms = []
+    for i, pred in enumerate(outputs):
+        err = (pred - batch[f"target_{i}"]) ** 2
+        mask = _deformable_mask(batch, scene, i)
+        if mask is None:
+            terms.append(jnp.mean(err))
+        else:
+            keep = mask[..., None] > 0
+            total = jnp.sum(jnp.where(keep, err, 0.0))
+            terms.append(total / (jnp.maximum(jnp.sum(mask), 1.0) * err.shape[-1]))
     total = sum(terms) / len(terms)
     return total, {f"mse_{i}": t for i, t in enumerate(terms)}
 
@@ -453,7 +632,10 @@ def _denorm(x, norm: fields.Normalizer):
 
 
 def summarize_fn(scene: Scene):
-    """Host-side metrics from de-normalised predictions (``pred_i``, ``target_i``, ``init_i``)."""
+    """Host-side metrics from de-normalised predictions (``pred_i``, ``true_i``, ``init_i``).
+
+    ``mask_i`` (padded data) restricts every relative L2 to the real points.
+    """
     c = scene.coord_dim
 
     def summarize(out):
@@ -462,14 +644,15 @@ def summarize_fn(scene: Scene):
             pred = np.asarray(out[f"pred_{i}"], np.float64)
             true = np.asarray(out[f"true_{i}"], np.float64)
             init = np.asarray(out[f"init_{i}"], np.float64)
-            p = fields.relative_l2(init + pred[..., :c], init + true[..., :c]).mean()
-            d = fields.relative_l2(pred[..., :c], true[..., :c]).mean()
+            mask = np.asarray(out[f"mask_{i}"]) if f"mask_{i}" in out else None
+            p = fields.relative_l2(init + pred[..., :c], init + true[..., :c], mask).mean()
+            d = fields.relative_l2(pred[..., :c], true[..., :c], mask).mean()
             result[f"rel_l2_d{i}"] = float(p)
             pos.append(p)
             disp.append(d)
             for f_index, name in enumerate(scene.fields):
                 sl = slice(c + f_index, c + f_index + 1)
-                extra[name].append(fields.relative_l2(pred[..., sl], true[..., sl]).mean())
+                extra[name].append(fields.relative_l2(pred[..., sl], true[..., sl], mask).mean())
         result["rel_l2"] = float(np.mean(pos))
         result["rel_l2_disp"] = float(np.mean(disp))
         for name, v in extra.items():
@@ -529,6 +712,9 @@ def make_task(config, prepared: Prepared) -> tuple[train_lib.Task, int, int]:
             out[f"pred_{i}"] = _denorm(pred, norms[f"target_{i}"])
             out[f"true_{i}"] = _denorm(batch[f"target_{i}"], norms[f"target_{i}"])
             out[f"init_{i}"] = _denorm(batch[f"deformable_{i}"], norms[f"deformable_{i}"])
+            mask = _deformable_mask(batch, scene, i)
+            if mask is not None:
+                out[f"mask_{i}"] = mask
         return out
 
     transform = None
@@ -563,7 +749,8 @@ def rollout(model, prepared: Prepared, split: str = "test", batch_size: int = 32
     """Autoregressive positions ``(N, T+1, P_i, c)`` per deformable from the rest state.
 
     Each increment feeds the model its own previous prediction (the rigid bodies and loads
-    follow their prescribed motion).
+    follow their prescribed motion). Padded data: the batches carry the masks, and padded
+    points keep their (zero) padding value: their predicted increments are discarded.
     """
     scene, norms, raw = prepared.scene, prepared.normalizers, prepared.raw[split]
     graphdef, state = nnx.split(model)
@@ -581,14 +768,21 @@ def rollout(model, prepared: Prepared, split: str = "test", batch_size: int = 32
                 steps = raw[f"rigid_{j}/steps"][rows]
                 batch[f"rigid_{j}"] = norms[f"rigid_{j}"](steps[:, t])
                 batch[f"load_{j}"] = norms[f"load_{j}"](rollout_loads(steps[:, t : t + 2])[:, 0])
+                if scene.masked and f"rigid_{j}/mask" in raw:  # a load has its body's points
+                    rigid_mask = raw[f"rigid_{j}/mask"][rows]
+                    batch[f"mask_rigid_{j}"] = batch[f"mask_load_{j}"] = rigid_mask
             for i in range(scene.num_deformables):
                 batch[f"deformable_{i}"] = norms[f"deformable_{i}"](current[i])
                 if scene.material_dim:
                     material = raw[f"deformable_{i}/material"][rows]
                     batch[f"material_{i}"] = norms[f"material_{i}"](material)
+                if scene.masked and f"deformable_{i}/mask" in raw:
+                    batch[f"mask_deformable_{i}"] = raw[f"deformable_{i}/mask"][rows]
             outs = _predict(graphdef, state, batch, scene)
             for i in range(scene.num_deformables):
                 inc = norms[f"target_{i}"].inverse(np.asarray(outs[i]))[..., : scene.coord_dim]
+                if f"mask_deformable_{i}" in batch:
+                    inc = np.where(batch[f"mask_deformable_{i}"][..., None] > 0, inc, 0.0)
                 current[i] = current[i] + inc
                 preds[i][rows, t + 1] = current[i]
     return preds
@@ -606,12 +800,21 @@ def _predict_jit(graphdef, state, batch, scene):
 
 
 def rollout_rmse(preds: Sequence[np.ndarray], raw: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Per-frame position RMSE over every deformable node of every scene: ``(T+1,)``."""
+    """Per-frame position RMSE over every deformable node of every scene: ``(T+1,)``.
+
+    Padded data (``deformable_i/mask`` in ``raw``): over the real nodes only.
+    """
     err, count = 0.0, 0
     for i, pred in enumerate(preds):
         true = raw[f"deformable_{i}/steps"]
-        err = err + np.sum((pred - true) ** 2, axis=(0, 2, 3))
-        count += true.shape[0] * true.shape[2]
+        mask = raw.get(f"deformable_{i}/mask")
+        if mask is None:
+            err = err + np.sum((pred - true) ** 2, axis=(0, 2, 3))
+            count += true.shape[0] * true.shape[2]
+        else:
+            sq = np.where(mask[:, None, :, None] > 0, (pred - true) ** 2, 0.0)
+            err = err + np.sum(sq, axis=(0, 2, 3))
+            count += int(np.sum(mask > 0))
     return np.sqrt(err / count)
 
 
@@ -624,8 +827,14 @@ def plot_fields(
     """True vs predicted final configuration of one test scene, coloured by the first field.
 
     ``pred_final[i]``: predicted ``(P_i, c + F)`` displacement and fields of deformable i.
-    2D data only (the synthetic default); 3D data is drawn in its x–y projection.
+    2D data only (the synthetic default); 3D data is drawn in its x–y projection. Padded
+    points (``<object>/mask`` in ``raw``) are not drawn.
     """
+
+    def real(obj: str, x: np.ndarray) -> np.ndarray:
+        mask = raw.get(f"{obj}/mask")
+        return x if mask is None else np.asarray(x)[mask[row] > 0]
+
     fig = Figure(figsize=(10, 4.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -633,12 +842,12 @@ def plot_fields(
     values = []
     for i in range(scene.num_deformables):
         if scene.fields:
-            values.append(raw[f"deformable_{i}/{scene.fields[0]}"][row])
-            values.append(pred_final[i][:, c])
+            values.append(real(f"deformable_{i}", raw[f"deformable_{i}/{scene.fields[0]}"][row]))
+            values.append(real(f"deformable_{i}", pred_final[i][:, c]))
     vmin, vmax = (min(v.min() for v in values), max(v.max() for v in values)) if values else (0, 1)
     for ax, which in zip(axes, ("true", "predicted")):
         for j in range(scene.num_rigids):
-            pts = raw[f"rigid_{j}/final"][row]
+            pts = real(f"rigid_{j}", raw[f"rigid_{j}/final"][row])
             ax.plot(pts[:, 0], pts[:, 1], ".", color="0.5", ms=2)
         for i in range(scene.num_deformables):
             init = raw[f"deformable_{i}/init"][row]
@@ -648,6 +857,8 @@ def plot_fields(
             else:
                 pos = init + pred_final[i][:, :c]
                 val = pred_final[i][:, c] if scene.fields else None
+            obj = f"deformable_{i}"
+            pos, val = real(obj, pos), None if val is None else real(obj, val)
             sc = ax.scatter(pos[:, 0], pos[:, 1], c=val, s=8, vmin=vmin, vmax=vmax, cmap="viridis")
         ax.set_title(which)
         ax.set_aspect("equal")

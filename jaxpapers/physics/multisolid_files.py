@@ -16,6 +16,10 @@ interface §A), in 3D:
 * trajectory datasets also ``deformable_{i}/steps`` ``(N, F, P_i, 3)`` and
   ``rigid_{j}/steps`` ``(N, F, Q_j, 3)``, the first ``F = frames`` frames (frame 0 = start).
 
+Where a dataset's samples differ in an object's number of points (deforming plate's meshes
+differ between trajectories), that object's arrays come back as 1-D object arrays of per-sample
+arrays; :func:`jaxpapers.physics.multisolid.pad_objects` pads them to a common count with a mask.
+
 Objects are numbered as the reference numbers them (deformables ``0..D-1`` first, then rigids
 ``D..D+R-1`` in :attr:`DatasetSpec.contact_pairs`); :data:`DATASETS` records which pickle key
 each object comes from. The datasets and their layouts:

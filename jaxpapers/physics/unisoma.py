@@ -24,6 +24,14 @@ Data flow (``Unisoma.__call__``)::
     out_i = deformable_ffn_out[i](DesliceBlock(tokens_i, w_i, feat_i) + feat_i)
             FFN E -> E*mlp_ratio -> deformable_out_dim
 
+Padded objects (``load_masks``, ``rigid_masks``, ``deformable_masks``): datasets whose samples
+differ in their number of points are batched by padding each object to a common count (see
+:mod:`jaxpapers.physics.multisolid`). Each mask is ``(B, N_o)``, 1 for a real point and 0 for
+padding, and goes to that object's :class:`~jaxpapers.nn.slicing.SliceBlock`, which gives
+padded points zero slice weight. Everything else acts per point (encoders, de-slicing, output
+FFN) or on slice tokens, so the outputs at the real points equal those of the unpadded scene;
+the outputs at padded points are don't-care. Without masks the computation is unchanged.
+
 Only the deformables' tokens are updated; loads and rigids keep their tokens through all
 processors; each processor recomputes the contacts from the current deformable tokens.
 
@@ -51,7 +59,7 @@ Components (facts from the reference):
 
 Exposed weights: ``__call__(..., return_weights=True)`` returns ``(outputs, weights)`` with
 ``weights["slice"]`` = ``{"loads": [(B, L_k, G)], "rigids": [(B, Q_j, G)], "deformables":
-[(B, P_i, G)]}`` and ``weights["allocation"]`` = one list per processor of one dict per
+[(B, P_i, G)]}`` (zero on padded points' rows) and ``weights["allocation"]`` = one list per processor of one dict per
 deformable ``{"load": (B, G, E, num_loads) | None, "contact": (B, G, E, num_contacts) |
 None}`` (None where that allocation is skipped).
 
@@ -422,23 +430,56 @@ class Unisoma(nnx.Module):
                         f"{name}[{o}] has shape {x.shape}; expected (B={batch}, N >= 1, {dim})"
                     )
 
+    @staticmethod
+    def _masks(
+        name: str, masks: Sequence[jax.Array | None] | None, objs: Sequence[jax.Array]
+    ) -> list[jax.Array | None]:
+        if masks is None:
+            return [None] * len(objs)
+        if len(masks) != len(objs):
+            raise ValueError(
+                f"expected {len(objs)} {name} masks (None for an unpadded object), got {len(masks)}"
+            )
+        for o, (m, x) in enumerate(zip(masks, objs)):
+            if m is not None and jnp.shape(m) != x.shape[:2]:
+                raise ValueError(
+                    f"{name} mask {o} has shape {jnp.shape(m)}; expected (B, N) = {x.shape[:2]}"
+                )
+        return list(masks)
+
     def __call__(
         self,
         loads: Sequence[jax.Array],
         rigids: Sequence[jax.Array],
         deformables: Sequence[jax.Array],
         *,
+        load_masks: Sequence[jax.Array | None] | None = None,
+        rigid_masks: Sequence[jax.Array | None] | None = None,
+        deformable_masks: Sequence[jax.Array | None] | None = None,
         return_weights: bool = False,
     ) -> list[jax.Array] | tuple[list[jax.Array], dict[str, Any]]:
+        """Per-deformable outputs ``(B, P_i, out)``.
+
+        ``*_masks``: None, or one entry per object of that kind, ``(B, N_o)`` 1/0 (real /
+        padded points) or None (no padding); see the module docstring.
+        """
         self._check_inputs(loads, rigids, deformables)
+        load_masks = self._masks("load", load_masks, loads)
+        rigid_masks = self._masks("rigid", rigid_masks, rigids)
+        deformable_masks = self._masks("deformable", deformable_masks, deformables)
         load_features = [f(x) for f, x in zip(self.load_ffn, loads)]
         rigid_features = [f(x) for f, x in zip(self.rigid_ffn, rigids)]
         deformable_features = [f(x) for f, x in zip(self.deformable_ffn, deformables)]
 
-        load_sliced = [s(x) for s, x in zip(self.load_slice_blocks, load_features)]
-        rigid_sliced = [s(x) for s, x in zip(self.rigid_slice_blocks, rigid_features)]
+        load_sliced = [
+            s(x, m) for s, x, m in zip(self.load_slice_blocks, load_features, load_masks)
+        ]
+        rigid_sliced = [
+            s(x, m) for s, x, m in zip(self.rigid_slice_blocks, rigid_features, rigid_masks)
+        ]
         deformable_sliced = [
-            s(x) for s, x in zip(self.deformable_slice_blocks, deformable_features)
+            s(x, m)
+            for s, x, m in zip(self.deformable_slice_blocks, deformable_features, deformable_masks)
         ]
         loads_tokens = [t for t, _ in load_sliced]
         rigid_tokens = [t for t, _ in rigid_sliced]

@@ -147,3 +147,51 @@ def test_physics_attention_matches_numpy_and_is_equivariant():
     np.testing.assert_allclose(out, _linear(attn.to_out, y), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of num_heads"):
         slicing.PhysicsAttention(6, num_heads=4, rngs=nnx.Rngs(0))
+
+
+def test_masked_slicing_ignores_padded_points():
+    """Padding (garbage features, even NaN, mask 0) changes nothing at the real points."""
+    block = np_init(lambda: slicing.SliceBlock(8, 4, rngs=nnx.Rngs(0)))
+    attn = np_init(lambda: slicing.PhysicsAttention(8, num_heads=2, slice_num=3, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 5, 8))
+    # Row 0: padding after the points; row 1: padding interleaved (the mask says which is which).
+    real = np.array([[1, 1, 1, 1, 1, 0, 0, 0], [0, 1, 1, 0, 1, 1, 0, 1]], np.float32)
+    padded = rng.normal(0.0, 50.0, size=(2, 8, 8))
+    for row in range(2):
+        padded[row, real[row] > 0] = x[0]
+    padded = jnp.asarray(padded, jnp.float32)
+    w = _softmax(rng.normal(size=(1, 5, 3)))
+    f = rng.normal(size=(1, 5, 2))
+    w_pad, f_pad = np.full((1, 8, 3), 0.7), np.full((1, 8, 2), np.nan)
+    w_pad[0, real[1] > 0], f_pad[0, real[1] > 0] = w[0], f[0]
+
+    @fast_jit
+    def run(x, padded, w, f, w_pad, f_pad, real):
+        return (
+            block(x),
+            block(padded, real),
+            attn(x, return_weights=True),
+            attn(padded, mask=real, return_weights=True),
+            slicing.slice_tokens(w, f),
+            slicing.slice_tokens(w_pad, f_pad, mask=real[1:]),
+        )
+
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    (tok, w_b), (tok_p, w_bp), (out, w_a), (out_p, w_ap), t, t_p = run(
+        f32(x), padded, f32(w), f32(f), f32(w_pad), f32(f_pad), real
+    )
+    for row in range(2):
+        keep = real[row] > 0
+        np.testing.assert_allclose(tok_p[row], tok[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(w_bp[row, keep], w_b[0], rtol=1e-6)
+        np.testing.assert_array_equal(w_bp[row, ~keep], 0.0)  # padded rows: zero weight
+        np.testing.assert_allclose(out_p[row, keep], out[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(w_ap[row][:, keep], w_a[0], rtol=1e-6)
+        np.testing.assert_array_equal(w_ap[row][:, ~keep], 0.0)
+    np.testing.assert_allclose(t_p, t, rtol=1e-6, atol=1e-7)  # NaN features in the padding
+    assert np.isfinite(t_p).all()
+    with pytest.raises(ValueError, match="broadcast"):
+        slicing.slice_tokens(w_pad, f_pad, mask=np.ones((1, 7)))
+    with pytest.raises(ValueError, match=r"\(B, N\)"):
+        attn(padded, mask=real[:, :5])

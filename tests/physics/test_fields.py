@@ -33,3 +33,32 @@ def test_relative_l2_and_l1_known_answers():
     np.testing.assert_allclose(np.asarray(got), [1.0 / 3.0], rtol=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         fields.relative_l2(true, true[:, :1])
+
+
+def test_masked_metrics_and_normalizer_ignore_the_padding():
+    # Sample 0 has 2 real points, sample 1 one; the padding holds garbage (even NaN).
+    true = np.array([[[3.0, 0.0], [0.0, 4.0], [9.0, 9.0]], [[1.0, 2.0], [np.nan, 7.0], [5, 5]]])
+    pred = true + np.array([[[0.3, 0.0], [0.0, 0.4], [1.0, 1.0]], [[0.0, 1.0], [2.0, 2.0], [0, 0]]])
+    mask = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # By hand on the real points: 0.5 / 5 and 1 / sqrt(5).
+    want_l2 = [0.1, 1.0 / np.sqrt(5.0)]
+    # Channel sums: sample 0 (0.3/3, 0.4/4) -> 0.1; sample 1 (0/1, 1/2) -> 0.25.
+    want_l1 = [0.1, 0.25]
+    np.testing.assert_allclose(fields.relative_l2(pred, true, mask), want_l2)
+    np.testing.assert_allclose(fields.relative_l1_per_channel(pred, true, mask), want_l1)
+    # The same as the unmasked metric on the unpadded sample.
+    np.testing.assert_allclose(fields.relative_l2(pred[1:, :1], true[1:, :1]), want_l2[1:])
+    got = fields.relative_l2(jnp.asarray(pred), jnp.asarray(true), jnp.asarray(mask))
+    np.testing.assert_allclose(np.asarray(got), want_l2, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mask must have shape \(B, P\)"):
+        fields.relative_l2(pred, true, mask[:, :2])
+
+    norm = fields.Normalizer.fit(true, mask)
+    real = np.array([[3.0, 0.0], [0.0, 4.0], [1.0, 2.0]])
+    np.testing.assert_allclose(norm.mean, real.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(norm.std, real.std(0), rtol=1e-6)
+    np.testing.assert_array_equal(fields.Normalizer.fit(real).mean, norm.mean)
+    with pytest.raises(ValueError, match="no point"):
+        fields.Normalizer.fit(true, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="without channels"):
+        fields.Normalizer.fit(true, mask[:, :2])

@@ -2,7 +2,9 @@
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxpapers.physics import fields, multisolid
 
@@ -161,3 +163,149 @@ def test_generated_scenes_are_cached_by_config_count_and_seed(tmp_path, monkeypa
     assert calls == [4, 4, 4] and len(list(tmp_path.glob("contact-*.npz"))) == 3
     multisolid._generate_cached(gen, 4, 0, "")  # no cache: always generated
     assert len(calls) == 4
+
+
+def _ragged(*arrays):
+    out = np.empty(len(arrays), dtype=object)
+    for n, a in enumerate(arrays):
+        out[n] = np.asarray(a, np.float32)
+    return out
+
+
+def test_pad_objects_shapes_masks_and_values():
+    a, b = np.arange(4.0).reshape(2, 2), np.arange(6.0).reshape(3, 2) + 10  # 2 and 3 points
+    splits = {
+        "train": {
+            "deformable_0/init": _ragged(a, b),
+            "deformable_0/stress": _ragged([1, 2], [3, 4, 5]),
+            "deformable_0/steps": _ragged(np.stack([a, a + 1]), np.stack([b, b + 1])),
+            "rigid_0/init": np.ones((2, 4, 2), np.float32),  # one layout: untouched
+            "load_0": _ragged(np.ones((1, 4)), np.ones((2, 4))),
+        },
+        # Not ragged here, but the object is ragged in train: padded to the overall width 4.
+        "test": {
+            "deformable_0/init": np.full((1, 4, 2), 7.0, np.float32),
+            "deformable_0/stress": np.full((1, 4), 7.0, np.float32),
+            "deformable_0/steps": np.full((1, 2, 4, 2), 7.0, np.float32),
+            "rigid_0/init": np.ones((1, 5, 2), np.float32),
+            "load_0": np.ones((1, 1, 4), np.float32),
+        },
+    }
+    out = multisolid.pad_objects(splits)
+    train, test = out["train"], out["test"]
+    assert train["deformable_0/init"].shape == (2, 4, 2)
+    assert train["deformable_0/stress"].shape == (2, 4)
+    assert train["deformable_0/steps"].shape == (2, 2, 4, 2)  # the point axis after frames
+    assert train["deformable_0/init"].dtype == np.float32
+    np.testing.assert_array_equal(train["deformable_0/mask"], [[1, 1, 0, 0], [1, 1, 1, 0]])
+    np.testing.assert_array_equal(test["deformable_0/mask"], [[1, 1, 1, 1]])
+    np.testing.assert_array_equal(train["deformable_0/init"][1, :3], b)
+    np.testing.assert_array_equal(train["deformable_0/init"][0, 2:], 0.0)  # zero padding
+    np.testing.assert_array_equal(train["deformable_0/stress"][0], [1, 2, 0, 0])
+    np.testing.assert_array_equal(train["deformable_0/steps"][1, 1, :3], b + 1)
+    np.testing.assert_array_equal(test["deformable_0/init"], splits["test"]["deformable_0/init"])
+    assert train["load_0"].shape == (2, 2, 4) and test["load_0"].shape == (1, 2, 4)
+    np.testing.assert_array_equal(test["load_0/mask"], [[1, 0]])
+    assert train["rigid_0/init"] is splits["train"]["rigid_0/init"]  # a fixed count per split
+    assert "rigid_0/mask" not in train and "rigid_0/mask" not in test
+    with pytest.raises(ValueError, match="belong to no object"):
+        multisolid.pad_objects({"train": {"params": _ragged([1.0], [1.0, 2.0])}})
+    bad = dict(splits["train"], **{"deformable_0/stress": _ragged([1, 2, 3], [3, 4, 5])})
+    with pytest.raises(ValueError, match="disagree"):
+        multisolid.pad_objects({"train": bad})
+
+
+def _plate_split(sizes, seed):
+    """Fake ``read_split`` output of the deforming plate: one mesh size per sample."""
+    rng = np.random.default_rng(seed)
+    init = [rng.normal(size=(p, 3)) for p in sizes]
+    rigid = rng.normal(size=(len(sizes), 4, 3)).astype(np.float32)
+    return {
+        "deformable_0/init": _ragged(*init),
+        "deformable_0/final": _ragged(*[x + rng.normal(0, 0.1, x.shape) for x in init]),
+        "deformable_0/stress": _ragged(*[rng.uniform(size=len(x)) for x in init]),
+        "rigid_0/init": rigid,
+        "rigid_0/final": rigid + 1.0,
+        "load_0": np.concatenate([rigid, np.ones_like(rigid)], -1),
+    }
+
+
+def test_load_raw_pads_ragged_files_and_the_masks_reach_norms_losses_and_metrics(monkeypatch):
+    from jaxpapers.physics import multisolid_files
+
+    layouts = {"train": ((3, 5, 4), 0), "valid": ((2,), 1), "test": ((6, 3), 2)}
+    monkeypatch.setattr(
+        multisolid_files, "read_split", lambda d, name, split: _plate_split(*layouts[split])
+    )
+    data = multisolid.data_config()
+    data.update(source="unisoma_files", dataset="deforming_plate", task="longtime")
+    splits, scene = multisolid.load_raw(data)
+    assert scene.masked and scene.fields == ("stress",) and scene.coord_dim == 3
+    assert (scene.num_deformables, scene.num_rigids, scene.num_loads) == (1, 1, 1)
+    assert splits["train"]["deformable_0/init"].shape == (3, 6, 3)  # the width of test
+    np.testing.assert_array_equal(splits["valid"]["deformable_0/mask"], [[1, 1, 0, 0, 0, 0]])
+    assert "rigid_0/mask" not in splits["train"]
+
+    prepared = multisolid.prepare(data, splits, scene)
+    train = prepared.arrays["train"]
+    mask = train["mask_deformable_0"]
+    np.testing.assert_array_equal(mask.sum(1), [3, 5, 4])  # masks are not normalised
+    assert "mask_rigid_0" not in train
+    real = np.concatenate(list(_plate_split(*layouts["train"])["deformable_0/init"]))
+    norm = prepared.normalizers["deformable_0"]
+    np.testing.assert_allclose(norm.mean, real.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.std, real.std(0), rtol=1e-5)
+
+    # A "prediction" exact at the real points and wild at the padding: zero loss and error.
+    keep = mask[..., None] > 0
+    target = train["target_0"]
+    pred = np.where(keep, target, 1e3).astype(np.float32)
+    total, _ = multisolid.longtime_loss([jnp.asarray(pred)], train, scene)
+    assert float(total) == 0.0
+    total, _ = multisolid.rollout_loss([jnp.asarray(pred + keep)], train, scene)
+    np.testing.assert_allclose(float(total), 1.0, rtol=1e-6)  # error 1 at every real point
+    out = {"pred_0": pred, "true_0": target, "init_0": train["deformable_0"], "mask_0": mask}
+    assert multisolid.summarize_fn(scene)(out)["rel_l2"] == 0.0
+
+    # call() hands each object's mask (None where unpadded) to the model.
+    seen = {}
+
+    def fake_model(loads, rigids, deformables, **masks):
+        seen.update(masks)
+        return deformables
+
+    multisolid.call(fake_model, train, scene)
+    assert seen["rigid_masks"] == [None] and seen["load_masks"] == [None]
+    assert seen["deformable_masks"][0] is mask
+
+
+def test_masked_rollout_and_rmse_count_real_nodes_only(monkeypatch):
+    raw = _raw(n=2, frames=4, p=5)
+    rigid = raw["rigid_0/steps"]
+    raw["deformable_0/steps"] = raw["deformable_0/steps"][:, :1] + (
+        rigid[:, :, :1] - rigid[:, :1, :1]
+    )
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], np.float32)  # 3 and 4 real nodes
+    raw["deformable_0/steps"] = raw["deformable_0/steps"] * mask[:, None, :, None]
+    raw["deformable_0/mask"] = mask
+    scene = dataclasses.replace(SCENE, masked=True)
+    prepared = multisolid.prepare(
+        type("D", (), {"task": "rollout"})(), {"train": raw, "test": raw}, scene
+    )
+    np.testing.assert_array_equal(prepared.arrays["train"]["mask_deformable_0"][3], mask[1])
+    monkeypatch.setattr(
+        multisolid,
+        "_predict",
+        lambda g, s, batch, scene: _Oracle(prepared.normalizers)(
+            *[[batch[f"{k}_0"]] for k in ("load", "rigid", "deformable")]
+        ),
+    )
+    monkeypatch.setattr(multisolid.nnx, "split", lambda model: (None, None))
+    preds = multisolid.rollout(object(), prepared, "test", batch_size=2)
+    # The oracle moves every node; the padded ones keep their zero padding.
+    np.testing.assert_allclose(preds[0], raw["deformable_0/steps"], atol=1e-4)
+    shifted = [preds[0].copy()]
+    shifted[0][:, -1] += np.array([3.0, 4.0], np.float32) * mask[:, :, None]
+    shifted[0][:, 1] += 100.0 * (1.0 - mask)[:, :, None]  # padding: ignored
+    rmse = multisolid.rollout_rmse(shifted, raw)
+    np.testing.assert_allclose(rmse, [0, 0, 0, 5.0], atol=1e-3)

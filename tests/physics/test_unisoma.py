@@ -243,6 +243,12 @@ def test_concat_and_split_objects_known_answer_and_round_trip():
     back = implicit.split_objects(x, [2, 3])
     np.testing.assert_array_equal(back[0][..., :1], a)
     np.testing.assert_array_equal(back[1][..., :2], b)
+    # Masks concatenate like the points; an object without one is all real points.
+    np.testing.assert_array_equal(implicit.concat_masks([a, b], [None, None]), None)
+    masks = implicit.concat_masks([a, b], [None, np.array([[1.0, 0.0, 1.0]])])
+    np.testing.assert_array_equal(masks, [[1, 1, 1, 0, 1]])
+    with pytest.raises(ValueError, match="mask 1"):
+        implicit.concat_masks([a, b], [None, np.ones((1, 2))])
     with pytest.raises(ValueError, match="d_o <= dim"):
         implicit.concat_objects([b], 1)
     with pytest.raises(ValueError, match="sum to the 5 points"):
@@ -325,3 +331,81 @@ def test_unisoma_loss_decreases_on_a_toy_mapping():
 
     losses = [float(step(model, opt)) for _ in range(80)]
     assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def _pad(rng, x, real):
+    """``x`` (1, n, d) spread over the points where ``real`` (rows, N) is 1; garbage elsewhere."""
+    out = rng.normal(0.0, 30.0, size=(len(real), real.shape[1], x.shape[-1]))
+    for row, keep in enumerate(real > 0):
+        out[row, keep] = x[0]
+    return jnp.asarray(out, jnp.float32)
+
+
+def _real(rng, n, extra):
+    """Two rows of masks with ``n`` real points among ``n + extra``: at the front, shuffled."""
+    front = np.r_[np.ones(n), np.zeros(extra)]
+    return np.stack([front, rng.permutation(front)]).astype(np.float32)
+
+
+def test_padded_points_change_nothing_at_the_real_points():
+    """Unisoma and the implicit Transolver: a scene padded with garbage (mask 0) in every
+    object gives the unpadded scene's outputs at the real points (float32 tolerance)."""
+    model = np_init(
+        lambda: unisoma.Unisoma(
+            load_dim=LOAD_DIM,
+            rigid_dim=RIGID_DIM,
+            deformable_in_dim=IN_DIM,
+            deformable_out_dim=OUT_DIM,
+            num_loads=2,
+            num_rigids=1,
+            num_deformables=1,
+            contact_pairs=((0, 1),),
+            emb_dim=EMB,
+            slice_num=SLICES,
+            num_processors=1,
+            num_heads=2,
+            mlp_ratio=1,
+            rngs=nnx.Rngs(0),
+        )
+    )
+    baseline = np_init(
+        lambda: implicit.ObjectsTransolver(
+            num_objects=4,
+            in_dim=LOAD_DIM,
+            out_dim=OUT_DIM,
+            emb_dim=8,
+            num_layers=1,
+            num_heads=2,
+            slice_num=4,
+            mlp_ratio=1,
+            rngs=nnx.Rngs(0),
+        ),
+        seed=1,
+    )
+    rng = np.random.default_rng(7)
+    sizes = {"loads": (5, 4), "rigids": (6,), "deformables": (7,)}
+    scene = _scene(rng, 1, *sizes.values())
+    extras = {"loads": (3, 0), "rigids": (2,), "deformables": (4,)}
+    masks = [[_real(rng, n, e) for n, e in zip(sizes[k], extras[k])] for k in sizes]
+    padded = [[_pad(rng, x, m) for x, m in zip(xs, ms)] for xs, ms in zip(scene, masks)]
+    masks[0][1] = None  # load 1 has no padding: no mask needed
+
+    @fast_jit
+    def run(scene, padded, masks):
+        loads, rigids, defs = padded
+        kw = dict(zip(("load_masks", "rigid_masks", "deformable_masks"), masks))
+        return (
+            model(*scene)[0],
+            model(loads, rigids, defs, **kw)[0],
+            baseline([*scene[0], *scene[1], *scene[2]])[-1],
+            baseline([*loads, *rigids, *defs], [*masks[0], *masks[1], *masks[2]])[-1],
+        )
+
+    out, out_p, base, base_p = run(scene, padded, masks)
+    for row, keep in enumerate(masks[2][0] > 0):  # padding at the end, then interleaved
+        _close(out_p[row, keep], out[0])
+        _close(base_p[row, keep], base[0])
+    with pytest.raises(ValueError, match="expected 2 load masks"):
+        model(*padded, load_masks=[None])
+    with pytest.raises(ValueError, match=r"deformable mask 0 has shape"):
+        model(*padded, deformable_masks=[masks[2][0][:, :3]])
