@@ -863,7 +863,8 @@ def plot_fields(
         ax.set_title(which)
         ax.set_aspect("equal")
     if scene.fields:
-        fig.colorbar(sc, ax=list(axes), label=scene.fields[0], shrink=0.8)
+        label = scene.fields[0] + (" / E" if scene.material_dim else "")  # σ/E: see above
+        fig.colorbar(sc, ax=list(axes), label=label, shrink=0.8)
     fig.suptitle(title)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=100)
