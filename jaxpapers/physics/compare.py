@@ -5,13 +5,14 @@ r"""A physics paper's model against its baselines: runs, table and plot.
     python -m jaxpapers.physics.compare --paper=unisoma --variant=default --workdir=runs/uni_cmp \
         --sweep=data.num_deformables=1,2,3 --seeds=0,1
     python -m jaxpapers.physics.compare --paper=fisale --variant=default --workdir=runs/fis_cmp \
-        --seeds=0,1
+        --set=train.num_steps=500
 
 Each entry runs as the launcher would with ``--config.model.name=<m>`` (LaDEEP: ladeep, mlp,
 transformer; Unisoma: unisoma, transolver; Fisale: fisale, transolver) or
-``--config.method=<m>`` (FilDeep: fildeep, hf_only, lf_only). ``--sweep=<key>=<v1>,<v2>``
-repeats the comparison at each value of one config field (e.g. Unisoma's number of deformable
-solids) and ``--seeds`` at each seed (``config.seed`` and, where the config has one,
+``--config.method=<m>`` (FilDeep: fildeep, hf_only, lf_only); ``--set=<key>=<value>``
+overrides a config field for every entry (repeatable). ``--sweep=<key>=<v1>,<v2>`` repeats the
+comparison at each value of one config field (e.g. Unisoma's number of deformable solids) and
+``--seeds`` at each seed (``config.seed`` and, where the config has one,
 ``config.data.seed``: a new model initialisation *and* a new generated dataset). Runs go to
 ``<workdir>[/<key>=<v>][/seed<s>]/<entry>``; a finished run is only re-evaluated, so an
 interrupted comparison resumes. Where the config can cache its generated data
@@ -273,11 +274,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--entries", default="", help="comma-separated (default: all)")
     p.add_argument("--sweep", default="", help="key=v1,v2,...: repeat at each value")
     p.add_argument("--seeds", default="", help="comma-separated seeds (default: the config's)")
+    p.add_argument(
+        "--set", action="append", default=[], help="key=value config override (repeatable)"
+    )
     args = p.parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     config = config_lib.load_file(
         os.path.join(root, "experiments", "configs", f"{args.paper}.py"), args.variant
     )
+    for item in args.set:
+        parsed = _parse_sweep(item)
+        if len(parsed[1]) != 1:
+            raise ValueError(f"--set takes one value, key=value; got {item!r}")
+        _set(config, parsed[0], parsed[1][0])
     names = [n for n in args.entries.split(",") if n] or None
     sweep = _parse_sweep(args.sweep)
     seeds = [int(s) for s in args.seeds.split(",") if s]

@@ -85,3 +85,18 @@ def test_compare_runs_every_value_seed_and_entry_in_its_own_folder(tmp_path, mon
     assert os.path.getsize(tmp_path / "plots" / "comparison.png") > 0
     with pytest.raises(ValueError, match="unknown entries"):
         compare.compare(unisoma_config.get_config("tiny"), str(tmp_path), ["mlp"])
+
+
+def test_main_applies_set_overrides(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_run(config, workdir):
+        seen.append(config.train.num_steps)
+        return {"rel_l1_solid": 1.0, "rel_l1_fluid": 1.0, "rel_l1_interface": 1.0, "rel_l1": 1.0}
+
+    monkeypatch.setattr(registry, "get", lambda name: fake_run)
+    argv = ["--paper=fisale", "--variant=tiny", f"--workdir={tmp_path}", "--set=train.num_steps=7"]
+    assert compare.main(argv) == 0
+    assert seen == [7, 7]  # fisale and its Transolver
+    with pytest.raises(ValueError, match="one value"):
+        compare.main(argv[:-1] + ["--set=train.num_steps=1,2"])
