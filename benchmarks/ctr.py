@@ -928,18 +928,6 @@ def _summarize(
     return out
 
 
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['median'] * 1e3:.0f} [{s['q1'] * 1e3:.0f}-{s['q3'] * 1e3:.0f}]"
-
-
-def _foreign(c: dict[str, Any]) -> str:
-    share = c.get("foreign_cpu_share")
-    if share is None:
-        return "CPU use of other processes unknown"
-    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
-    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
-
-
 def _pct(r: dict[str, Any]) -> str:
     loc = r.get("fraction_of_matmul_rate_local")
     if not loc or not loc.get("n"):
@@ -1045,7 +1033,7 @@ def run(
             rows.append(
                 [
                     ref.name,
-                    _ms(r["seconds"]),
+                    harness.ms_quartiles(r["seconds"], 0),
                     "",
                     f"{ref.flops / 1e9:.1f}",
                     f"{r['gflops_per_s']:.0f}",
@@ -1070,7 +1058,7 @@ def run(
             rows.append(
                 [
                     e.name,
-                    _ms(r["seconds"]),
+                    harness.ms_quartiles(r["seconds"], 0),
                     f"{r['samples_per_s']:.0f}",
                     flops,
                     f"{r['gflops_per_s']:.0f}",
@@ -1138,7 +1126,7 @@ def run(
         tables.append(
             f"Train steps, batch {batch}: {iters} interleaved rounds; ms median [q1-q3]; matmul "
             f"rate share per call against the reference calls around it, median [q1-q3]; "
-            f"{_foreign(results['contention']['main'])}\n"
+            f"{harness.contention_note(results['contention']['main'])}\n"
             + harness.format_table(
                 [
                     "entry",
@@ -1192,7 +1180,7 @@ def run(
             rows.append(
                 [
                     e.name,
-                    _ms(r["seconds"]),
+                    harness.ms_quartiles(r["seconds"], 0),
                     f"{100 * r['share_of_step']:.0f}%",
                     f"{r['gflops_per_s']:.0f}" if e.flops else "-",
                     _pct(r) if e.flops else "-",
@@ -1207,7 +1195,7 @@ def run(
             f"{kind}: parts of the step timed alone ({breakdown_iters} interleaved rounds; JAX "
             f"matmul {out['matmul']['gflops_per_s']:.0f} GFLOP/s in this phase; 'of step' = "
             f"median time relative to the matmul calls around it, over the step's; "
-            f"{_foreign(results['contention'][f'{kind}_breakdown'])})\n"
+            f"{harness.contention_note(results['contention'][f'{kind}_breakdown'])})\n"
             + harness.format_table(
                 ["part", "ms median [q1-q3]", "of step", "GFLOP/s", "of matmul rate"], rows
             )

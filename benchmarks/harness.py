@@ -680,6 +680,41 @@ def wait_for_idle(
 # --------------------------------------------------------------------------- output
 
 
+class TrainCall:
+    """One train step per call over a pool of device batches; the donated state carries over
+    from call to call, as in a training run (one batch: pass ``[batch]``)."""
+
+    def __init__(self, compiled, state, batches: Sequence[Any]):
+        self.compiled, self.state, self.batches = compiled, state, batches
+        self.calls = 0
+        self.metrics, self.finite = None, None
+
+    def __call__(self):
+        import jax
+
+        batch = self.batches[self.calls % len(self.batches)]
+        self.calls += 1
+        self.state, self.metrics, self.finite = self.compiled(self.state, batch)
+        jax.block_until_ready((self.state, self.metrics, self.finite))
+
+    def last(self) -> dict[str, Any]:
+        return {"last_loss": float(self.metrics["loss"]), "last_step_finite": bool(self.finite)}
+
+
+def ms_quartiles(s: Mapping[str, float], digits: int = 1) -> str:
+    """``"median [q1-q3]"`` in milliseconds from :func:`stats` seconds."""
+    return f"{s['median'] * 1e3:.{digits}f} [{s['q1'] * 1e3:.{digits}f}-{s['q3'] * 1e3:.{digits}f}]"
+
+
+def contention_note(c: Mapping[str, Any]) -> str:
+    """How much CPU other processes used during a phase (from :class:`CpuMonitor`)."""
+    share = c.get("foreign_cpu_share")
+    if share is None:
+        return "CPU use of other processes unknown"
+    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
+    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain-text (and Markdown-compatible) table."""
     rows = [[("" if c is None else str(c)) for c in r] for r in rows]

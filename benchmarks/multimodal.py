@@ -203,29 +203,6 @@ def memory_sizes(compiled) -> dict[str, int]:
     return out
 
 
-class _TrainCall:
-    """One train step per call over a pool of device batches; the donated state carries over."""
-
-    def __init__(self, compiled, state, batches):
-        self.compiled, self.state, self.batches = compiled, state, batches
-        self.calls = 0
-        self.metrics, self.finite = None, None
-
-    def __call__(self):
-        import jax
-
-        batch = self.batches[self.calls % len(self.batches)]
-        self.calls += 1
-        self.state, self.metrics, self.finite = self.compiled(self.state, batch)
-        jax.block_until_ready((self.state, self.metrics, self.finite))
-
-    def last(self) -> dict[str, Any]:
-        return {
-            "last_loss": float(self.metrics["loss"]),
-            "last_step_finite": bool(self.finite),
-        }
-
-
 def jax_train_entry(
     name: str,
     init_model: Callable[[Any], Any],
@@ -274,7 +251,7 @@ def jax_train_entry(
     compiled, compile_info = harness.compile_jax(step, state, batches[0])
     return harness.Entry(
         name,
-        _TrainCall(compiled, state, batches),
+        harness.TrainCall(compiled, state, batches),
         flops=compile_info["xla_flops"] if np.isfinite(compile_info["xla_flops"]) else None,
         framework="jax",
         info={
@@ -523,20 +500,8 @@ def em3_memory(cfg, data, batch: int, length: int) -> dict[str, dict[str, int]]:
 # --------------------------------------------------------------------------- run
 
 
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['median'] * 1e3:.1f} [{s['q1'] * 1e3:.1f}-{s['q3'] * 1e3:.1f}]"
-
-
 def _mib(x: float | None) -> str:
     return "" if x is None else f"{x / MiB:.1f}"
-
-
-def _foreign(c: dict[str, Any]) -> str:
-    share = c.get("foreign_cpu_share")
-    if share is None:
-        return "CPU use of other processes unknown"
-    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
-    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
 
 
 def _torch_available() -> tuple[bool, str]:
@@ -681,7 +646,18 @@ def _throughput_table(entries, refs, results, batch: int, length: int, rounds: i
         s = harness.stats(ref.samples)
         results["reference"][f"{key}_matmul"] = ref.summary()
         rows.append(
-            [ref.name, "", _ms(s), "", "", "", "", "", "", f"{ref.flops / s['median'] / 1e9:.0f}"]
+            [
+                ref.name,
+                "",
+                harness.ms_quartiles(s),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"{ref.flops / s['median'] / 1e9:.0f}",
+            ]
             + [""]
         )
     for e in entries:
@@ -704,7 +680,7 @@ def _throughput_table(entries, refs, results, batch: int, length: int, rounds: i
             [
                 e.name,
                 f"{r['num_params']:,} / {r['num_trainable']:,}",
-                _ms(s),
+                harness.ms_quartiles(s),
                 f"{r['examples_per_s']:.0f}",
                 f"{r['steps_per_s']:.2f}",
                 f"{compile_s:.1f}" if e.framework == "jax" else "",
@@ -737,7 +713,7 @@ def _throughput_table(entries, refs, results, batch: int, length: int, rounds: i
         f"(share of the JAX matmul rate measured around each call); memory from XLA's "
         f"memory_analysis (total = temp + argument + output); compile s with "
         f"{results['config']['compile_workers']} compilations in parallel. "
-        f"{_foreign(results['contention']['main'])}"
+        f"{harness.contention_note(results['contention']['main'])}"
     )
     table = harness.format_table(
         [

@@ -444,26 +444,6 @@ def infer_entry(name: str, model, forward: Callable, batch_np: Mapping[str, np.n
     )
 
 
-class _TrainCall:
-    """One train step per call over a pool of device batches; the donated state carries over."""
-
-    def __init__(self, compiled, state, batches):
-        self.compiled, self.state, self.batches = compiled, state, batches
-        self.calls = 0
-        self.metrics, self.finite = None, None
-
-    def __call__(self):
-        import jax
-
-        batch = self.batches[self.calls % len(self.batches)]
-        self.calls += 1
-        self.state, self.metrics, self.finite = self.compiled(self.state, batch)
-        jax.block_until_ready((self.state, self.metrics, self.finite))
-
-    def last(self) -> dict[str, Any]:
-        return {"last_loss": float(self.metrics["loss"]), "last_step_finite": bool(self.finite)}
-
-
 def train_entry(
     name: str, init_model: Callable, loss_fn: Callable, cfg, experiment: str, pool
 ) -> harness.Entry:
@@ -497,7 +477,7 @@ def train_entry(
     o = cfg.optim
     return harness.Entry(
         name,
-        _TrainCall(compiled, state, batches),
+        harness.TrainCall(compiled, state, batches),
         flops=info["xla_flops"] if np.isfinite(info["xla_flops"]) else None,
         info={
             **info,
@@ -1065,18 +1045,6 @@ def torch_unisoma_entry(name: str, cfg, scene, batch_np, jax_params, threads: in
 # --------------------------------------------------------------------------- run
 
 
-def _ms(s: Mapping[str, float]) -> str:
-    return f"{s['median'] * 1e3:.1f} [{s['q1'] * 1e3:.1f}-{s['q3'] * 1e3:.1f}]"
-
-
-def _foreign(c: Mapping[str, Any]) -> str:
-    share = c.get("foreign_cpu_share")
-    if share is None:
-        return "CPU use of other processes unknown"
-    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
-    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
-
-
 def _torch_available() -> tuple[bool, str]:
     try:
         import torch  # noqa: F401
@@ -1293,7 +1261,7 @@ def _table(entries: Sequence[harness.Entry], refs, results: dict[str, Any]) -> s
         s = harness.stats(ref.samples)
         results["reference"][f"{key}_matmul"] = ref.summary()
         rate = f"{ref.flops / s['median'] / 1e9:.0f} (reference)"
-        rows.append([ref.name, "", "", _ms(s), "", "", "", "", "", rate, ""])
+        rows.append([ref.name, "", "", harness.ms_quartiles(s), "", "", "", "", "", rate, ""])
     for e in entries:
         r = e.summary()
         s = r["seconds"]
@@ -1330,7 +1298,7 @@ def _table(entries: Sequence[harness.Entry], refs, results: dict[str, Any]) -> s
                 e.name,
                 n,
                 f"{r['num_params']:,}" if "num_params" in r else "",
-                _ms(s),
+                harness.ms_quartiles(s),
                 f"{r['per_sample_s'] * 1e3:.3f}",
                 f"{r['samples_per_s']:.1f}",
                 steps,
@@ -1402,7 +1370,7 @@ def _table(entries: Sequence[harness.Entry], refs, results: dict[str, Any]) -> s
         f"call, warm-up removed (one sample = one recorded frame); {cfg['rounds']} interleaved "
         f"rounds; ms median [q1-q3]; sim/this = simulator s/sample over the model's inference "
         f"s/sample; GFLOP/s from XLA's count (share of the matmul rate around each call). "
-        f"{_foreign(results['contention']['main'])}"
+        f"{harness.contention_note(results['contention']['main'])}"
     )
     table = harness.format_table(
         [

@@ -213,26 +213,6 @@ def infer_entry(name: str, model, batch_np: dict[str, np.ndarray]) -> harness.En
     )
 
 
-class _TrainCall:
-    """One train step per call; the donated state carries over (as in a training run)."""
-
-    def __init__(self, compiled, state, batch):
-        self.compiled, self.state, self.batch = compiled, state, batch
-        self.metrics, self.finite = None, None
-
-    def __call__(self):
-        import jax
-
-        self.state, self.metrics, self.finite = self.compiled(self.state, self.batch)
-        jax.block_until_ready((self.state, self.metrics, self.finite))
-
-    def last(self) -> dict[str, Any]:
-        return {
-            "last_loss": float(self.metrics["loss"]),
-            "last_step_finite": bool(self.finite),
-        }
-
-
 def train_entry(name: str, model_name: str, cfg, batch_np: dict[str, np.ndarray]):
     """The library's train step for ``model_name`` on one fixed batch."""
     import jax
@@ -267,7 +247,7 @@ def train_entry(name: str, model_name: str, cfg, batch_np: dict[str, np.ndarray]
     compiled, info = harness.compile_jax(step, state, batch)
     return harness.Entry(
         name,
-        _TrainCall(compiled, state, batch),
+        harness.TrainCall(compiled, state, [batch]),
         info={
             **info,
             "batch": int(batch_size),
@@ -278,18 +258,6 @@ def train_entry(name: str, model_name: str, cfg, batch_np: dict[str, np.ndarray]
 
 
 # --------------------------------------------------------------------------- run
-
-
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['median'] * 1e3:.1f} [{s['q1'] * 1e3:.1f}-{s['q3'] * 1e3:.1f}]"
-
-
-def _foreign(c: dict[str, Any]) -> str:
-    share = c.get("foreign_cpu_share")
-    if share is None:
-        return "CPU use of other processes unknown"
-    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
-    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
 
 
 def run(
@@ -371,7 +339,17 @@ def run(
     s = harness.stats(ref.samples)
     results["reference"]["jax_matmul"] = ref.summary()
     rows.append(
-        [ref.name, "", _ms(s), "", "", "", "", "", f"{ref.flops / s['median'] / 1e9:.0f} GFLOP/s"]
+        [
+            ref.name,
+            "",
+            harness.ms_quartiles(s),
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{ref.flops / s['median'] / 1e9:.0f} GFLOP/s",
+        ]
     )
     for e in entries:
         r = e.summary()
@@ -389,7 +367,7 @@ def run(
             [
                 e.name,
                 n,
-                _ms(s),
+                harness.ms_quartiles(s),
                 f"{r['per_sample_s'] * 1e6:.1f}",
                 f"{r['samples_per_s']:.0f}",
                 steps,
@@ -438,7 +416,7 @@ def run(
         f"library's train step, experiments' Adam); {rounds} interleaved rounds; "
         f"ms median [q1-q3]; per-sample = median / batch. Ratio = HF solve s/sample over "
         f"the model's inference s/sample: {RATIO_NOTE}. Devices {machine['devices']}; "
-        f"{_foreign(results['contention']['main'])}"
+        f"{harness.contention_note(results['contention']['main'])}"
     )
     table = harness.format_table(
         [

@@ -365,18 +365,6 @@ def torch_entries(
 # --------------------------------------------------------------------------- run
 
 
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['median'] * 1e3:.0f} [{s['q1'] * 1e3:.0f}-{s['q3'] * 1e3:.0f}]"
-
-
-def _foreign(c: dict[str, Any]) -> str:
-    share = c.get("foreign_cpu_share")
-    if share is None:
-        return "CPU use of other processes unknown"
-    note = "" if share < 0.05 else " -- THE MACHINE WAS BUSY: figures are unreliable"
-    return f"other processes used {100 * share:.0f}% of the CPU meanwhile{note}"
-
-
 def run(
     *,
     batch: int = 128,
@@ -465,7 +453,9 @@ def run(
         s = harness.stats(ref.samples)
         rate = ref.flops / s["median"] / 1e9
         results["reference"][f"{fw}_matmul"] = {**ref.summary()}
-        rows.append([ref.name, _ms(s), "", f"{rate:.0f}", "(reference)", "", ""])
+        rows.append(
+            [ref.name, harness.ms_quartiles(s, 0), "", f"{rate:.0f}", "(reference)", "", ""]
+        )
     for e in entries:
         r = e.summary()
         s = r["seconds"]
@@ -485,7 +475,7 @@ def run(
         rows.append(
             [
                 e.name,
-                _ms(s),
+                harness.ms_quartiles(s, 0),
                 f"{r['samples_per_s']:.1f}",
                 f"{r['gflops_per_s']:.0f}",
                 f"{pct} of {e.framework}",
@@ -558,7 +548,7 @@ def run(
         f"{batch}, eval mode, same weights in both frameworks; {rounds} interleaved rounds; "
         f"ms median [q1-q3]; GFLOP/s analytic ({2 * macs / 1e9:.3f} GFLOP forward per "
         f"example, fwd_bwd = 2x, PGD-10 = 20x); torch threads {threads}; "
-        f"{_foreign(results['contention']['main'])}"
+        f"{harness.contention_note(results['contention']['main'])}"
     )
     table = harness.format_table(
         ["entry", "ms/call", "samples/s", "GFLOP/s", "of matmul rate", "compile s", "ratios"],
