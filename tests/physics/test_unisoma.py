@@ -39,21 +39,28 @@ def np_init(make, seed: int = 0):
     return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
-def _model(num_processors: int = 1) -> unisoma.Unisoma:
+def _model(
+    num_processors: int = 1,
+    *,
+    num_loads: int = 2,
+    num_deformables: int = 2,
+    contact_pairs=PAIRS,
+    mlp_ratio: int = 2,
+) -> unisoma.Unisoma:
     return unisoma.Unisoma(
         load_dim=LOAD_DIM,
         rigid_dim=RIGID_DIM,
         deformable_in_dim=IN_DIM,
         deformable_out_dim=OUT_DIM,
-        num_loads=2,
+        num_loads=num_loads,
         num_rigids=1,
-        num_deformables=2,
-        contact_pairs=PAIRS,
+        num_deformables=num_deformables,
+        contact_pairs=contact_pairs,
         emb_dim=EMB,
         slice_num=SLICES,
         num_processors=num_processors,
         num_heads=2,
-        mlp_ratio=2,
+        mlp_ratio=mlp_ratio,
         rngs=nnx.Rngs(0),
     )
 
@@ -143,21 +150,7 @@ def test_same_weights_any_number_of_points_and_duplicated_points():
     same output as the original: the same weights on 2N points give the N-point answer twice.
     """
     model = np_init(
-        lambda: unisoma.Unisoma(
-            load_dim=LOAD_DIM,
-            rigid_dim=RIGID_DIM,
-            deformable_in_dim=IN_DIM,
-            deformable_out_dim=OUT_DIM,
-            num_loads=1,
-            num_rigids=1,
-            num_deformables=1,
-            contact_pairs=((0, 1),),
-            emb_dim=EMB,
-            slice_num=SLICES,
-            num_processors=1,
-            num_heads=2,
-            rngs=nnx.Rngs(0),
-        )
+        lambda: _model(num_loads=1, num_deformables=1, contact_pairs=((0, 1),), mlp_ratio=4)
     )
     block = model.processors[0].load_module.load_blocks[0]
     assert not hasattr(block, "loads_allocation")  # one interaction: no allocation
@@ -350,24 +343,7 @@ def _real(rng, n, extra):
 def test_padded_points_change_nothing_at_the_real_points():
     """Unisoma and the implicit Transolver: a scene padded with garbage (mask 0) in every
     object gives the unpadded scene's outputs at the real points (float32 tolerance)."""
-    model = np_init(
-        lambda: unisoma.Unisoma(
-            load_dim=LOAD_DIM,
-            rigid_dim=RIGID_DIM,
-            deformable_in_dim=IN_DIM,
-            deformable_out_dim=OUT_DIM,
-            num_loads=2,
-            num_rigids=1,
-            num_deformables=1,
-            contact_pairs=((0, 1),),
-            emb_dim=EMB,
-            slice_num=SLICES,
-            num_processors=1,
-            num_heads=2,
-            mlp_ratio=1,
-            rngs=nnx.Rngs(0),
-        )
-    )
+    model = np_init(lambda: _model(num_deformables=1, contact_pairs=((0, 1),), mlp_ratio=1))
     baseline = np_init(
         lambda: implicit.ObjectsTransolver(
             num_objects=4,
