@@ -346,8 +346,7 @@ def _generate_cached(gen, num: int, seed: int, cache_dir: str) -> dict[str, np.n
 def _add_material(arrays: dict[str, np.ndarray], param_names: Sequence[str]) -> None:
     """Per-node ``[log E, ν]`` of each generated block, and its stress as σ/E (see above)."""
     params = arrays["params"]
-    i = 0
-    while f"deformable_{i}/init" in arrays:
+    for i in range(_count(arrays, "deformable")):
         youngs = params[:, param_names.index(f"block{i}_youngs_modulus")]
         poisson = params[:, param_names.index(f"block{i}_poisson_ratio")]
         points = arrays[f"deformable_{i}/init"].shape[1]
@@ -357,7 +356,6 @@ def _add_material(arrays: dict[str, np.ndarray], param_names: Sequence[str]) -> 
             if key in arrays:
                 scale = youngs.reshape((-1,) + (1,) * (arrays[key].ndim - 1))
                 arrays[key] = arrays[key] / scale
-        i += 1
 
 
 def _count(arrays: Mapping[str, np.ndarray], kind: str) -> int:
