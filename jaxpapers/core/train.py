@@ -504,7 +504,9 @@ def train_and_evaluate(
                 )
                 last_ckpt = step
 
-        def run_eval(step: int, splits: Sequence[str]) -> dict[str, dict[str, float]]:
+        def run_eval(
+            step: int, splits: Sequence[str], *, final: bool = False
+        ) -> dict[str, dict[str, float]]:
             results = {}
             with clock.paused():
                 for split in splits:
@@ -519,6 +521,8 @@ def train_and_evaluate(
                     )
                     summary = task.summarize(outputs)
                     summary["eval_seconds"] = time.perf_counter() - t0
+                    if final:
+                        save_outputs(workdir, split, outputs)
                     writer.write(step, split, summary)
                     results[split] = summary
             return results
@@ -562,7 +566,49 @@ def train_and_evaluate(
                     raise TrainingInterrupted(step, stop.signame, ckpt_dir)
         drain()
         bar.close()
-        return run_eval(loop.num_steps, loop.final_splits)
+        return run_eval(loop.num_steps, loop.final_splits, final=True)
+
+
+FINAL_OUTPUTS = "final_outputs"
+MAX_OUTPUT_BYTES = 256 * 2**20
+
+
+def save_outputs(workdir: str, split: str, outputs: dict[str, np.ndarray]) -> str:
+    """Writes the final evaluation's per-example outputs to ``<workdir>/final_outputs/<split>.npz``.
+
+    One row per evaluation example, in the order of the task's eval data (for paired
+    significance tests between runs on the same data: :mod:`jaxpapers.recsys.significance`).
+    Written atomically (a temporary file, then a rename). Outputs larger than
+    :data:`MAX_OUTPUT_BYTES` in all (full predicted fields of a big physics test set) are not
+    written; the log says so and ``""`` is returned.
+    """
+    size = sum(np.asarray(v).nbytes for v in outputs.values())
+    if size > MAX_OUTPUT_BYTES:
+        logging.info(
+            "final %s outputs not saved: %.0f MiB > %.0f MiB", split, size / 2**20,
+            MAX_OUTPUT_BYTES / 2**20,
+        )  # fmt: skip
+        return ""
+    directory = os.path.join(workdir, FINAL_OUTPUTS)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{split}.npz")
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **outputs)
+    os.replace(tmp, path)
+    return path
+
+
+def load_outputs(workdir: str, split: str) -> dict[str, np.ndarray]:
+    """The per-example outputs :func:`save_outputs` wrote for ``split`` in ``workdir``."""
+    path = os.path.join(workdir, FINAL_OUTPUTS, f"{split}.npz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"no final outputs for split {split!r} in {workdir} (expected {path}); they are "
+            "written at the end of a run's training, so rerun it (a finished run only "
+            "re-evaluates)"
+        )
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 class _Throughput:

@@ -134,7 +134,7 @@ def make_task(
 
     def eval_fn(model, batch):
         logits, _ = model(batch, deterministic=True)
-        return {"prob": jax.nn.sigmoid(logits), "label": batch["label"]}
+        return {"prob": jax.nn.sigmoid(logits), "label": batch["label"], "user": batch["user"]}
 
     def summarize(out):
         return {

@@ -70,7 +70,8 @@ def make_task(
 
     def eval_fn(model, batch):
         s = scores(model, batch["history"])
-        return {"rank": rec_metrics.full_ranks(s, batch["target"], exclude=batch["history"])}
+        ranks = rec_metrics.full_ranks(s, batch["target"], exclude=batch["history"])
+        return {"rank": ranks, "target": batch["target"]}
 
     def summarize(out):
         return summarize_ranks(out["rank"])

@@ -88,6 +88,11 @@ def test_learns_and_writes_metrics(tmp_path, mesh8):
     assert all({"loss", "mae", "grad_norm", "examples_per_sec"} <= set(e) for e in train_events)
     assert [e["step"] for e in events if e["split"] == "valid"] == [8, 16, 24, 32]
     assert _latest_step(str(tmp_path)) == 32
+    # The final evaluation's per-example outputs are kept, in the eval data's order.
+    for split, n in (("valid", 200), ("test", 300)):
+        out = train.load_outputs(str(tmp_path), split)
+        assert set(out) == {"sq"} and out["sq"].shape == (n,)
+        assert float(np.mean(out["sq"])) == pytest.approx(results[split]["mse"], rel=1e-6)
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, mesh1):
