@@ -20,10 +20,15 @@ end of training (:func:`jaxpapers.core.train.save_outputs`: ``<workdir>/final_ou
   together) with replacement, the same resample for both runs; the standard error is the
   standard deviation of the resampled differences, the interval their 2.5/97.5 percentiles, and
   the p-value twice the smaller tail mass at zero (at least ``1 / num_samples``).
+* Several training seeds: give each side as a list of runs (seed ``i`` of ``a`` pairs with
+  seed ``i`` of ``b``). Rank metrics average each user's value over the seeds, then pair;
+  AUC and logloss average the per-seed differences, with one bootstrap draw of users applied
+  to every seed (the users are the same; a ranking run's negatives may differ by seed).
 * :func:`compare_runs` and the command line: ``python -m jaxpapers.recsys.significance
-  --a=<workdir> --b=<workdir> --metric=ndcg@10`` (or ``hr@K``, ``auc``, ``logloss``;
-  ``--split=valid``). The runs must have scored the same examples in the same order (same data
-  and split seeds); that is checked (targets, labels, users) and a mismatch is an error.
+  --a=<workdir>[,<workdir>...] --b=<workdir>[,...] --metric=ndcg@10`` (or ``hr@K``, ``auc``,
+  ``logloss``; ``--split=valid``). Paired runs must have scored the same examples in the same
+  order (same data and split settings); that is checked (targets, labels, users) and a
+  mismatch is an error.
 
 A difference is "significant" here when the two-sided p-value is below 0.05. Several claims
 tested at once inflate false positives; the caller decides whether to correct for that.
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -133,10 +138,10 @@ def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, *, metric: str = "") -
 
 
 def paired_bootstrap(
-    statistic: Callable[[np.ndarray], float],
-    a: Mapping[str, np.ndarray],
-    b: Mapping[str, np.ndarray],
-    groups: npt.ArrayLike,
+    statistic: Callable[[Mapping[str, np.ndarray]], float],
+    a: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    b: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    groups: npt.ArrayLike | Sequence[npt.ArrayLike],
     *,
     num_samples: int = 1000,
     seed: int = 0,
@@ -144,48 +149,71 @@ def paired_bootstrap(
 ) -> Comparison:
     """``statistic(a) - statistic(b)`` with a bootstrap over groups shared by both runs.
 
-    Each resample draws ``len(unique(groups))`` groups with replacement and takes all their
-    rows, in both runs alike (the pairing).
+    Each resample draws as many groups as there are distinct ones, with replacement, and
+    takes all their rows, in both runs alike (the pairing). Several pairs of runs (one per
+    training seed, each with its own rows) may be given as equal-length lists: the statistic
+    is then the mean over the pairs of ``statistic(a_i) - statistic(b_i)``, and one resample
+    draws the same groups (users) in every pair.
 
     Args:
       statistic: ``{name: per-row array} -> float`` (e.g. AUC of ``label`` and ``prob``).
-      a, b: the two runs' per-row arrays (same rows, same order).
-      groups: ``[N]`` group of each row (the user); resampling draws whole groups.
+      a, b: the two runs' per-row arrays (same rows, same order), or lists of them.
+      groups: ``[N]`` group of each row (the user), or a list of them (one per pair).
       num_samples: bootstrap resamples.
       seed: resampling seed.
       metric: name for the result.
     """
-    groups = np.asarray(groups)
-    n_rows = len(groups)
-    for run in (a, b):
-        for k, v in run.items():
-            if len(v) != n_rows:
-                raise ValueError(f"{k!r} has {len(v)} rows but groups has {n_rows}")
+    if isinstance(a, Mapping):
+        a, b, groups = [a], [b], [groups]
+    if not len(a) == len(b) == len(groups) >= 1:
+        raise ValueError(
+            f"a, b and groups must be lists of the same non-zero length, got {len(a)}, "
+            f"{len(b)}, {len(groups)}"
+        )
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
-    unique, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    counts = np.bincount(inverse, minlength=len(unique))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    stat_a = float(statistic(a))
-    stat_b = float(statistic(b))
+    layouts = []
+    for run_a, run_b, g in zip(a, b, groups):
+        g = np.asarray(g)
+        for run in (run_a, run_b):
+            for k, v in run.items():
+                if len(v) != len(g):
+                    raise ValueError(f"{k!r} has {len(v)} rows but groups has {len(g)}")
+        unique, inverse = np.unique(g, return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(unique))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        layouts.append((unique, np.argsort(inverse, kind="stable"), counts, starts))
+    universe = np.unique(np.concatenate([layout[0] for layout in layouts]))
+
+    def difference(rows_of) -> float:
+        total = 0.0
+        for (run_a, run_b), rows in zip(zip(a, b), rows_of):
+            take_a = run_a if rows is None else {k: v[rows] for k, v in run_a.items()}
+            take_b = run_b if rows is None else {k: v[rows] for k, v in run_b.items()}
+            total += float(statistic(take_a)) - float(statistic(take_b))
+        return total / len(a)
+
+    stat_a = float(np.mean([statistic(r) for r in a]))
+    stat_b = float(np.mean([statistic(r) for r in b]))
     rng = np.random.default_rng(seed)
     diffs = np.empty(num_samples)
     for s in range(num_samples):
-        pick = rng.integers(0, len(unique), len(unique))
-        c = counts[pick]
-        ends = np.cumsum(c)
-        rows = order[np.repeat(starts[pick] - ends + c, c) + np.arange(ends[-1])]
-        diffs[s] = statistic({k: v[rows] for k, v in a.items()}) - statistic(
-            {k: v[rows] for k, v in b.items()}
-        )
-    diff = stat_a - stat_b
+        picked = universe[rng.integers(0, len(universe), len(universe))]
+        rows_of = []
+        for unique, order, counts, starts in layouts:
+            at = np.searchsorted(unique, picked)
+            at = at[(at < len(unique)) & (unique[np.minimum(at, len(unique) - 1)] == picked)]
+            c = counts[at]
+            ends = np.cumsum(c)
+            rows_of.append(order[np.repeat(starts[at] - ends + c, c) + np.arange(ends[-1])])
+        diffs[s] = difference(rows_of)
+    diff = difference([None] * len(a))
     tail = min(np.mean(diffs <= 0.0), np.mean(diffs >= 0.0))
     p = min(1.0, max(2.0 * tail, 1.0 / num_samples))
     low, high = np.percentile(diffs, [2.5, 97.5])
     return Comparison(
         metric, stat_a, stat_b, diff, float(diffs.std(ddof=1)), float(low), float(high), p,
-        len(unique), "bootstrap",
+        len(universe), "bootstrap",
     )  # fmt: skip
 
 
@@ -205,57 +233,77 @@ def _same(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], keys) -> Non
             )
 
 
+Outputs = Mapping[str, np.ndarray]
+
+
 def compare_outputs(
-    a: Mapping[str, np.ndarray],
-    b: Mapping[str, np.ndarray],
+    a: Outputs | Sequence[Outputs],
+    b: Outputs | Sequence[Outputs],
     metric: str,
     *,
     num_samples: int = 1000,
     seed: int = 0,
 ) -> Comparison:
-    """Compares two runs' per-example final outputs (see the module docstring)."""
+    """Compares two runs' per-example final outputs (see the module docstring).
+
+    ``a`` and ``b`` may be equal-length lists (runs with different training seeds on the same
+    data): rank metrics then average each user's value over the runs before pairing; AUC and
+    logloss average the per-seed differences under one bootstrap over users.
+    """
+    a = [a] if isinstance(a, Mapping) else list(a)
+    b = [b] if isinstance(b, Mapping) else list(b)
+    if not a or len(a) != len(b):
+        raise ValueError(
+            f"need the same non-zero number of runs on each side, got {len(a)}, {len(b)}"
+        )
     if metric in ROW_METRICS:
-        for run in (a, b):
+        for run in a + b:
             missing = {"prob", "label"} - set(run)
             if missing:
                 raise ValueError(f"{metric} needs ranking outputs; missing {sorted(missing)}")
-        _same(a, b, ("label", "user"))
-        if len(a["prob"]) != len(b["prob"]):
-            raise ValueError(f"the runs have {len(a['prob'])} and {len(b['prob'])} rows")
+        for run_a, run_b in zip(a, b):
+            _same(run_a, run_b, ("label", "user"))
+            if len(run_a["prob"]) != len(run_b["prob"]):
+                raise ValueError(
+                    f"the runs have {len(run_a['prob'])} and {len(run_b['prob'])} rows"
+                )
         fn = rec_metrics.auc if metric == "auc" else rec_metrics.logloss
-        groups = a.get("user", np.arange(len(a["prob"])))
+        keep = ("label", "prob")
         return paired_bootstrap(
             lambda r: fn(r["label"], r["prob"]),
-            {"label": a["label"], "prob": a["prob"]},
-            {"label": b["label"], "prob": b["prob"]},
-            groups,
+            [{k: r[k] for k in keep} for r in a],
+            [{k: r[k] for k in keep} for r in b],
+            [r.get("user", np.arange(len(r["prob"]))) for r in a],
             num_samples=num_samples,
             seed=seed,
             metric=metric,
         )
-    for run in (a, b):
+    for run in a + b:
         if "rank" not in run:
             raise ValueError(f"{metric} needs next-item ranks; the outputs have {sorted(run)}")
-    _same(a, b, ("target",))
-    if len(a["rank"]) != len(b["rank"]):
-        raise ValueError(f"the runs have {len(a['rank'])} and {len(b['rank'])} users")
-    return paired_difference(
-        per_user(a["rank"], metric), per_user(b["rank"], metric), metric=metric
-    )
+        if len(run["rank"]) != len(a[0]["rank"]):
+            raise ValueError(f"the runs have {len(a[0]['rank'])} and {len(run['rank'])} users")
+        _same(a[0], run, ("target",))
+    values_a = np.mean([per_user(r["rank"], metric) for r in a], axis=0)
+    values_b = np.mean([per_user(r["rank"], metric) for r in b], axis=0)
+    return paired_difference(values_a, values_b, metric=metric)
 
 
 def compare_runs(
-    workdir_a: str, workdir_b: str, metric: str, *, split: str = "test", **kwargs
+    workdir_a: str | Sequence[str],
+    workdir_b: str | Sequence[str],
+    metric: str,
+    *,
+    split: str = "test",
+    **kwargs,
 ) -> Comparison:
-    """:func:`compare_outputs` of two workdirs' final outputs for ``split``."""
+    """:func:`compare_outputs` of the final outputs for ``split`` of workdirs (or lists)."""
     from jaxpapers.core import train as train_lib  # pylint: disable=g-import-not-at-top
 
-    return compare_outputs(
-        train_lib.load_outputs(workdir_a, split),
-        train_lib.load_outputs(workdir_b, split),
-        metric,
-        **kwargs,
-    )
+    def load(w):
+        return [train_lib.load_outputs(x, split) for x in ([w] if isinstance(w, str) else w)]
+
+    return compare_outputs(load(workdir_a), load(workdir_b), metric, **kwargs)
 
 
 def main(argv) -> None:
@@ -273,8 +321,8 @@ def main(argv) -> None:
 if __name__ == "__main__":
     from absl import app, flags  # pylint: disable=g-import-not-at-top
 
-    flags.DEFINE_string("a", None, "Workdir of the first run.")
-    flags.DEFINE_string("b", None, "Workdir of the second run (the reference).")
+    flags.DEFINE_list("a", None, "Workdir(s) of the first model (one per training seed).")
+    flags.DEFINE_list("b", None, "Workdir(s) of the reference model, in the same seed order.")
     flags.DEFINE_list("metric", ["ndcg@10"], "hr@K, ndcg@K (next-item) or auc, logloss (ranking).")
     flags.DEFINE_string("split", "test", "Evaluation split.")
     flags.DEFINE_string("name_a", "", "Label of the first run in the output.")

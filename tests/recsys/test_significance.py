@@ -116,3 +116,40 @@ def test_outputs_over_the_size_limit_are_not_written(tmp_path, monkeypatch):
     monkeypatch.setattr(train_lib, "MAX_OUTPUT_BYTES", 100)
     assert train_lib.save_outputs(str(tmp_path), "test", {"x": np.zeros(100)}) == ""
     assert not (tmp_path / train_lib.FINAL_OUTPUTS / "test.npz").exists()
+
+
+def test_several_seeds_average_per_user_values_before_pairing():
+    target = np.arange(3)
+    a = [
+        {"rank": np.array([0, 50, 1]), "target": target},
+        {"rank": np.array([0, 0, 50]), "target": target},
+    ]
+    b = [
+        {"rank": np.array([50, 50, 1]), "target": target},
+        {"rank": np.array([0, 50, 50]), "target": target},
+    ]
+    c = sig.compare_outputs(a, b, "hr@10")
+    # per-user means: a = [1, .5, .5], b = [.5, 0, .5]; d = [.5, .5, 0]
+    assert (c.a, c.b, c.difference, c.n) == pytest.approx((2 / 3, 1 / 3, 1 / 3, 3))
+    with pytest.raises(ValueError, match="same non-zero number of runs"):
+        sig.compare_outputs(a, b[:1], "hr@10")
+
+
+def test_bootstrap_over_seeds_averages_the_per_seed_differences():
+    rng = np.random.default_rng(2)
+    pairs = []
+    for shift in (0.2, 0.6):
+        common, base, better = _ranking_outputs(rng, 400, shift)
+        pairs.append(
+            (
+                {**common, "prob": 1 / (1 + np.exp(-better))},
+                {**common, "prob": 1 / (1 + np.exp(-base))},
+            )
+        )
+    c = sig.compare_outputs([p[0] for p in pairs], [p[1] for p in pairs], "auc", num_samples=100)
+    per_seed = [
+        rec_metrics.auc(x["label"], x["prob"]) - rec_metrics.auc(y["label"], y["prob"])
+        for x, y in pairs
+    ]
+    assert c.difference == pytest.approx(np.mean(per_seed))
+    assert c.n == 400 and c.significant
