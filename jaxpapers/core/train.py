@@ -28,7 +28,10 @@ and its grain datasets — and :func:`train_and_evaluate` does the rest:
 Evaluation runs every example exactly once (padded batches with a ``mask``), in
 eval mode (``model.eval()``: BatchNorm running averages, no dropout), and brings
 the per-example outputs to the host, so metrics such as exact AUC need no
-approximation.
+approximation. The final evaluation's per-example outputs are also written to
+``<workdir>/final_outputs/<split>.npz`` (:func:`save_outputs`), so two runs scored
+on the same examples can be compared by a paired test
+(:mod:`jaxpapers.recsys.significance`).
 """
 
 from __future__ import annotations
