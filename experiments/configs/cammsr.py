@@ -50,6 +50,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.data.min_len = 8  # synthetic: shortest sequence; movielens/amazon: k-core threshold
     c.data.max_len = 40  # synthetic: longest sequence
     c.data.feature_dim = 64
+    c.data.history_weight = 1.0  # synthetic: weight of the recent-items interest (0: none)
+    c.data.history_decay = 0.5  # synthetic: its decay (0: the last item only)
     c.data.seed = 0
 
     c.split = ml_collections.ConfigDict()
