@@ -67,9 +67,12 @@ helped: over seeds 0-2 of the default, CAMMSR without it scores 4.8% higher test
 (paired p = 0.06). The obvious explanation, that the generator's users follow a recency-
 weighted average of their recent items' content, which a swap changes, was tested and is
 wrong: with ``data.history_weight=0`` (no recent-items interest, so the swap keeps everything
-the next item depends on) a swap weight of 0.1 costs 42% (seed 0, paired p = 2e-5). Our
-untested guess: the swapped sequence keeps every ID embedding, so the InfoNCE is solved by the
-ID path alone and pulls the states away from the content the next-item scores need.
+the next item depends on) a swap weight of 0.1 costs 42% (seed 0, paired p = 2e-5). With the
+projection head (``swap_head=True``) the same run loses only 10% on test (p = 0.25) and
+nothing on validation: the harm comes from imposing the invariance on the states that score
+items. Our guess for why, not tested: the swapped sequence keeps every ID embedding, so the
+InfoNCE is solved by the ID path and pulls the states away from the content the next-item
+scores need.
 
 **Baselines as configurations of the same code** (:data:`MODELS`): ``sasrec`` has only the ID
 expert (an MLP over the ID embedding; no gate, no category loss, no swap) and ``sasrec_mm`` one
