@@ -104,15 +104,7 @@ def _normal_two_sided(z: float) -> float:
 def per_user(ranks: npt.ArrayLike, metric: str) -> np.ndarray:
     """``[U]`` per-user ``hr@K`` (0/1) or ``ndcg@K`` (``1/log2(rank+2)`` below K) from ranks."""
     name, k = _split_metric(metric, RANK_METRICS)
-    r = np.asarray(ranks)
-    if r.ndim != 1 or r.size == 0:
-        raise ValueError(f"ranks must be a non-empty 1-D array, got shape {r.shape}")
-    if (r < 0).any():
-        raise ValueError("ranks are 0-based and must be >= 0")
-    r = r.astype(np.float64)
-    if name == "hr":
-        return (r < k).astype(np.float64)
-    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+    return rec_metrics.hits(ranks, k) if name == "hr" else rec_metrics.ndcg_gains(ranks, k)
 
 
 def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, *, metric: str = "") -> Comparison:
@@ -184,30 +176,32 @@ def paired_bootstrap(
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         layouts.append((unique, np.argsort(inverse, kind="stable"), counts, starts))
     universe = np.unique(np.concatenate([layout[0] for layout in layouts]))
+    # Per pair: the local group index of each universe group (-1 where the pair lacks it).
+    local = []
+    for unique, *_ in layouts:
+        index = np.full(len(universe), -1)
+        index[np.searchsorted(universe, unique)] = np.arange(len(unique))
+        local.append(index)
 
-    def difference(rows_of) -> float:
-        total = 0.0
-        for (run_a, run_b), rows in zip(zip(a, b), rows_of):
-            take_a = run_a if rows is None else {k: v[rows] for k, v in run_a.items()}
-            take_b = run_b if rows is None else {k: v[rows] for k, v in run_b.items()}
-            total += float(statistic(take_a)) - float(statistic(take_b))
-        return total / len(a)
-
-    stat_a = float(np.mean([statistic(r) for r in a]))
-    stat_b = float(np.mean([statistic(r) for r in b]))
+    full_a = np.array([statistic(r) for r in a], np.float64)
+    full_b = np.array([statistic(r) for r in b], np.float64)
     rng = np.random.default_rng(seed)
     diffs = np.empty(num_samples)
     for s in range(num_samples):
-        picked = universe[rng.integers(0, len(universe), len(universe))]
-        rows_of = []
-        for unique, order, counts, starts in layouts:
-            at = np.searchsorted(unique, picked)
-            at = at[(at < len(unique)) & (unique[np.minimum(at, len(unique) - 1)] == picked)]
+        picked = rng.integers(0, len(universe), len(universe))
+        total = 0.0
+        for run_a, run_b, index, (_, order, counts, starts) in zip(a, b, local, layouts):
+            at = index[picked]
+            at = at[at >= 0]
             c = counts[at]
             ends = np.cumsum(c)
-            rows_of.append(order[np.repeat(starts[at] - ends + c, c) + np.arange(ends[-1])])
-        diffs[s] = difference(rows_of)
-    diff = difference([None] * len(a))
+            rows = order[np.repeat(starts[at] - ends + c, c) + np.arange(ends[-1])]
+            total += statistic({k: v[rows] for k, v in run_a.items()}) - statistic(
+                {k: v[rows] for k, v in run_b.items()}
+            )
+        diffs[s] = total / len(a)
+    stat_a, stat_b = float(full_a.mean()), float(full_b.mean())
+    diff = float(np.mean(full_a - full_b))
     tail = min(np.mean(diffs <= 0.0), np.mean(diffs >= 0.0))
     p = min(1.0, max(2.0 * tail, 1.0 / num_samples))
     low, high = np.percentile(diffs, [2.5, 97.5])
