@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["auc", "full_ranks", "hit_rate", "logloss", "ndcg"]
+__all__ = ["auc", "full_ranks", "hit_rate", "hits", "logloss", "ndcg", "ndcg_gains"]
 
 
 def _validate_labels(
@@ -190,13 +190,23 @@ def _ranks(ranks: npt.ArrayLike, k: int) -> np.ndarray:
     return r.astype(np.float64)
 
 
+def hits(ranks: npt.ArrayLike, k: int) -> np.ndarray:
+    """Per-user HR@K: 1.0 where the 0-based rank is below ``k``, else 0.0."""
+    r = _ranks(ranks, k)
+    return (r < k).astype(np.float64)
+
+
+def ndcg_gains(ranks: npt.ArrayLike, k: int) -> np.ndarray:
+    """Per-user NDCG@K with one relevant item: ``1 / log2(rank + 2)`` below ``k``, else 0."""
+    r = _ranks(ranks, k)
+    return np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)
+
+
 def hit_rate(ranks: npt.ArrayLike, k: int) -> float:
     """HR@K (= Recall@K with one held-out item): the fraction of ranks below ``k``."""
-    r = _ranks(ranks, k)
-    return float(np.mean(r < k))
+    return float(np.mean(hits(ranks, k)))
 
 
 def ndcg(ranks: npt.ArrayLike, k: int) -> float:
     """NDCG@K with one relevant item: mean of ``1 / log2(rank + 2)`` over ranks below ``k``."""
-    r = _ranks(ranks, k)
-    return float(np.mean(np.where(r < k, 1.0 / np.log2(r + 2.0), 0.0)))
+    return float(np.mean(ndcg_gains(ranks, k)))
