@@ -115,15 +115,18 @@ class _Oracle:
         return [self.norms["target_0"](out)]
 
 
-def test_rollout_feeds_predictions_back_and_rmse_is_per_frame(monkeypatch):
-    raw = _raw(n=2, frames=4)
-    # Ground truth that the oracle can reproduce: every node follows rigid point 0.
+def _follow_rigid_point(raw):
+    """Ground truth the oracle reproduces: every node follows rigid point 0."""
     rigid = raw["rigid_0/steps"]
     raw["deformable_0/steps"] = raw["deformable_0/steps"][:, :1] + (
         rigid[:, :, :1] - rigid[:, :1, :1]
     )
+
+
+def _oracle_rollout(monkeypatch, raw, scene, batch_size):
+    """``(prepared, rollout predictions)`` with the trained model replaced by :class:`_Oracle`."""
     prepared = multisolid.prepare(
-        type("D", (), {"task": "rollout"})(), {"train": raw, "test": raw}, SCENE
+        type("D", (), {"task": "rollout"})(), {"train": raw, "test": raw}, scene
     )
     monkeypatch.setattr(
         multisolid,
@@ -133,7 +136,13 @@ def test_rollout_feeds_predictions_back_and_rmse_is_per_frame(monkeypatch):
         ),
     )
     monkeypatch.setattr(multisolid.nnx, "split", lambda model: (None, None))
-    preds = multisolid.rollout(object(), prepared, "test", batch_size=1)
+    return prepared, multisolid.rollout(object(), prepared, "test", batch_size=batch_size)
+
+
+def test_rollout_feeds_predictions_back_and_rmse_is_per_frame(monkeypatch):
+    raw = _raw(n=2, frames=4)
+    _follow_rigid_point(raw)
+    _, preds = _oracle_rollout(monkeypatch, raw, SCENE, batch_size=1)
     np.testing.assert_allclose(preds[0], raw["deformable_0/steps"], atol=1e-4)
     rmse = multisolid.rollout_rmse(preds, raw)
     np.testing.assert_allclose(rmse, 0.0, atol=1e-4)
@@ -281,27 +290,13 @@ def test_load_raw_pads_ragged_files_and_the_masks_reach_norms_losses_and_metrics
 
 def test_masked_rollout_and_rmse_count_real_nodes_only(monkeypatch):
     raw = _raw(n=2, frames=4, p=5)
-    rigid = raw["rigid_0/steps"]
-    raw["deformable_0/steps"] = raw["deformable_0/steps"][:, :1] + (
-        rigid[:, :, :1] - rigid[:, :1, :1]
-    )
+    _follow_rigid_point(raw)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0]], np.float32)  # 3 and 4 real nodes
     raw["deformable_0/steps"] = raw["deformable_0/steps"] * mask[:, None, :, None]
     raw["deformable_0/mask"] = mask
     scene = dataclasses.replace(SCENE, masked=True)
-    prepared = multisolid.prepare(
-        type("D", (), {"task": "rollout"})(), {"train": raw, "test": raw}, scene
-    )
+    prepared, preds = _oracle_rollout(monkeypatch, raw, scene, batch_size=2)
     np.testing.assert_array_equal(prepared.arrays["train"]["mask_deformable_0"][3], mask[1])
-    monkeypatch.setattr(
-        multisolid,
-        "_predict",
-        lambda g, s, batch, scene: _Oracle(prepared.normalizers)(
-            *[[batch[f"{k}_0"]] for k in ("load", "rigid", "deformable")]
-        ),
-    )
-    monkeypatch.setattr(multisolid.nnx, "split", lambda model: (None, None))
-    preds = multisolid.rollout(object(), prepared, "test", batch_size=2)
     # The oracle moves every node; the padded ones keep their zero padding.
     np.testing.assert_allclose(preds[0], raw["deformable_0/steps"], atol=1e-4)
     shifted = [preds[0].copy()]
