@@ -1258,9 +1258,9 @@ def _table(entries: Sequence[harness.Entry], refs, results: dict[str, Any]) -> s
     by_name = {e.name: e for e in entries}
     rows = []
     for key, ref in refs.items():
-        s = harness.stats(ref.samples)
-        results["reference"][f"{key}_matmul"] = ref.summary()
-        rate = f"{ref.flops / s['median'] / 1e9:.0f} (reference)"
+        summary = results["reference"][f"{key}_matmul"] = ref.summary()
+        s = summary["seconds"]
+        rate = f"{summary['gflops_per_s']:.0f} (reference)"
         rows.append([ref.name, "", "", harness.ms_quartiles(s), "", "", "", "", "", rate, ""])
     for e in entries:
         r = e.summary()
